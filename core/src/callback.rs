@@ -1,0 +1,302 @@
+//! Callbacks that run once, on the cancelling thread, outside every lock.
+//!
+//! A [`Callback`] is a pinned registration: its list entry and its closure live inside it, so
+//! registering allocates nothing. The rules follow C++ `std::stop_callback`:
+//!
+//! * the callback runs exactly once: inline in `register` if the node is already cancelled, or
+//!   on the thread that cancels the node;
+//! * dropping the registration guarantees the callback is not running and will not run: if a
+//!   walker on another thread is running it, the drop waits for it to return;
+//! * dropping the registration from *inside* its own callback does not wait (that would
+//!   deadlock): the walker is told not to touch the registration again. This needs thread
+//!   identity, so it works with `std`; without `std` such a drop would spin forever, so don't.
+//!
+//! # Invariants
+//!
+//! 1. `runner` is written by the walker under the node's lock when it pops the entry, and read
+//!    by `drop` under the same lock.
+//! 2. `destroyed` is written by the walker before calling the closure and read only by a drop
+//!    on the walker's own thread (so it never races).
+//! 3. The closure is moved out of the registration before it runs, so a registration dropped
+//!    from inside its callback does not free the running closure.
+#![allow(unsafe_code)]
+
+use core::cell::Cell;
+use core::fmt;
+use core::pin::Pin;
+use core::ptr;
+
+use crate::list::{self, Entry, Kind, RELEASED, TAKEN};
+use crate::loom::UnsafeCell;
+use crate::loom::atomic::Ordering::*;
+use crate::node::Node;
+use crate::reason::{AlreadyCancelled, Reason};
+use crate::state::CANCELLED;
+use crate::view::NodeView;
+
+/// The type-erased part of a callback registration that the walker sees.
+#[repr(C)]
+pub(crate) struct Header {
+    entry: Entry,
+    run: unsafe fn(*const Header, &Reason),
+    #[cfg(any(loom, feature = "std"))]
+    runner: UnsafeCell<Option<crate::loom::ThreadId>>,
+    destroyed: UnsafeCell<*const Cell<bool>>,
+}
+
+/// Prepare a popped callback entry: record the running thread.
+///
+/// # Safety
+/// `e` is a TAKEN callback entry and the caller holds its node's lock.
+pub(crate) unsafe fn prepare(e: *const Entry) {
+    let _h = e.cast::<Header>();
+    #[cfg(any(loom, feature = "std"))]
+    // SAFETY: invariant 1: we hold the node lock.
+    unsafe {
+        (*_h)
+            .runner
+            .with_mut(|p| *p = Some(crate::loom::current_thread()));
+    }
+}
+
+/// Run a popped callback and release it (unless it was dropped from inside).
+///
+/// # Safety
+/// `e` is a TAKEN callback entry prepared by [`prepare`]; no lock is held.
+pub(crate) unsafe fn run(e: *const Entry, reason: &Reason) {
+    let h = e.cast::<Header>();
+    // SAFETY: `e` is TAKEN so the registration is alive; `run` is immutable.
+    unsafe { ((*h).run)(h, reason) }
+}
+
+/// A callback registered on a node: runs once when the node is cancelled.
+///
+/// Create it with [`Callback::new`], pin it, then [`register`](Callback::register) it.
+/// Dropping it unregisters it (waiting for a run in progress on another thread).
+///
+/// # Examples
+///
+/// ```
+/// use core::pin::pin;
+/// use core::sync::atomic::{AtomicU32, Ordering};
+/// use cutoff::{Callback, Node, Reason};
+///
+/// let node = Node::new();
+/// let hits = AtomicU32::new(0);
+/// let mut cb = pin!(Callback::new(&node, |r: &Reason| {
+///     assert_eq!(*r, Reason::Code(3));
+///     hits.fetch_add(1, Ordering::Relaxed);
+/// }));
+/// assert!(cb.as_mut().register());
+/// node.cancel_with(Reason::Code(3));
+/// assert_eq!(hits.load(Ordering::Relaxed), 1);
+/// ```
+///
+/// A `Callback` is `!Unpin`; it cannot be moved once registered:
+///
+/// ```compile_fail
+/// fn assert_unpin<T: Unpin>() {}
+/// assert_unpin::<cutoff::Callback<'static, fn(&cutoff::Reason)>>();
+/// ```
+#[repr(C)]
+pub struct Callback<'a, F> {
+    header: Header,
+    node: &'a Node,
+    f: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: the closure is only moved out and called by one thread at a time (the walker or
+// the registering thread), which requires `F: Send`; the rest is synchronised by the node.
+unsafe impl<F: Send> Send for Callback<'_, F> {}
+// SAFETY: shared access never touches `f` except through the node-locked protocol.
+unsafe impl<F: Send> Sync for Callback<'_, F> {}
+
+impl<F> fmt::Debug for Callback<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("entry", &self.header.entry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, F> Callback<'a, F>
+where
+    F: FnOnce(&Reason) + Send,
+{
+    /// A registration of `f` on `node`; nothing happens until it is pinned and registered.
+    pub fn new(node: &'a NodeView, f: F) -> Self {
+        Self {
+            header: Header {
+                entry: list::new_entry(Kind::Callback),
+                run: run_erased::<F>,
+                #[cfg(any(loom, feature = "std"))]
+                runner: UnsafeCell::new(None),
+                destroyed: UnsafeCell::new(ptr::null()),
+            },
+            node: node.node(),
+            f: UnsafeCell::new(Some(f)),
+        }
+    }
+
+    /// Register the callback. If the node is already cancelled, the callback runs now, on
+    /// this thread, and this returns `false`; otherwise it returns `true` and the callback will
+    /// run on whichever thread cancels the node. Registering twice is a no-op.
+    pub fn register(self: Pin<&mut Self>) -> bool {
+        match self.as_ref().try_register() {
+            Ok(()) => true,
+            Err(AlreadyCancelled) => {
+                let reason = self.node.reason().unwrap_or(Reason::Requested);
+                if let Some(f) = self.take_closure() {
+                    f(&reason);
+                }
+                false
+            }
+        }
+    }
+
+    /// Register the callback, or return [`AlreadyCancelled`] without running it if the node
+    /// is already cancelled (for callers that hold a lock the callback would take).
+    /// Registering twice is a no-op (`Ok`).
+    pub fn try_register(self: Pin<&Self>) -> Result<(), AlreadyCancelled> {
+        let this = self.get_ref();
+        if this.header.entry.status.load(Acquire) != list::IDLE {
+            return Ok(());
+        }
+        if this.f.with(|p| {
+            // SAFETY: the closure slot is only written by `take_closure`/`run`, which need
+            // the entry popped or `&mut`; here the entry is idle and we are the owner.
+            unsafe { (*p).is_none() }
+        }) {
+            return Err(AlreadyCancelled);
+        }
+        let st = this.node.lock();
+        if st & CANCELLED != 0 {
+            this.node.unlock();
+            return Err(AlreadyCancelled);
+        }
+        // SAFETY: lock held; the registration is pinned and unlinks itself before it dies.
+        unsafe { this.node.list().push_front(&this.header.entry) };
+        this.node.unlock();
+        Ok(())
+    }
+
+    /// Whether the callback is registered and has not run yet.
+    pub fn is_registered(&self) -> bool {
+        self.header.entry.status.load(Acquire) == list::LINKED
+    }
+
+    /// Unregister (waiting for a concurrent run to finish, as `drop` does) and give back the
+    /// closure if it has not run.
+    pub fn disarm(self: Pin<&mut Self>) -> Option<F> {
+        self.as_ref().unregister();
+        self.take_closure()
+    }
+
+    fn take_closure(self: Pin<&mut Self>) -> Option<F> {
+        // SAFETY: `&mut` access and the entry is not linked or taken (callers ensure), so no
+        // walker touches the slot.
+        self.f.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+impl<F> Callback<'_, F> {
+    fn unregister(self: Pin<&Self>) {
+        let e = &self.header.entry;
+        let s = e.status.load(Acquire);
+        if s == list::IDLE || s == RELEASED {
+            return;
+        }
+        let node = self.node;
+        node.lock();
+        loop {
+            match e.status.load(Acquire) {
+                list::LINKED => {
+                    // SAFETY: lock held and the entry is linked in this node's list.
+                    unsafe { node.list().remove(e) };
+                    break;
+                }
+                TAKEN => {
+                    #[cfg(any(loom, feature = "std"))]
+                    {
+                        // SAFETY: invariant 1: `runner` is read under the node lock.
+                        let runner = self.header.runner.with(|p| unsafe { *p });
+                        if runner == Some(crate::loom::current_thread()) {
+                            // Dropped from inside our own callback: tell the walker.
+                            // SAFETY: invariant 2: same thread as the walker, which set it.
+                            let flag = self.header.destroyed.with(|p| unsafe { *p });
+                            if !flag.is_null() {
+                                // SAFETY: the flag lives in the walker's frame, which is below
+                                // us on this very stack.
+                                unsafe { (*flag).set(true) };
+                            }
+                            break;
+                        }
+                    }
+                    node.unlock();
+                    e.wait_released();
+                    node.lock();
+                }
+                _ => break,
+            }
+        }
+        node.unlock();
+    }
+}
+
+impl<F> Drop for Callback<'_, F> {
+    fn drop(&mut self) {
+        // SAFETY: we are being dropped, so we were pinned if ever registered; unpinned
+        // registrations are never linked.
+        let this = unsafe { Pin::new_unchecked(&*self) };
+        this.unregister();
+    }
+}
+
+/// The walker's call into a `Callback<F>`.
+///
+/// # Safety
+/// `h` is the header of a TAKEN, prepared `Callback<'_, F>`.
+unsafe fn run_erased<F: FnOnce(&Reason)>(h: *const Header, reason: &Reason) {
+    let this = h.cast::<Callback<'_, F>>();
+    let destroyed = Cell::new(false);
+    // SAFETY: invariant 2: we are the walker; the registration is alive while TAKEN.
+    unsafe { (*h).destroyed.with_mut(|p| *p = &destroyed) };
+    // SAFETY: the entry is TAKEN by us, so nobody else touches the slot (invariant 3).
+    let f = unsafe { (*this).f.with_mut(|p| (*p).take()) };
+
+    struct Release<'d> {
+        e: *const Entry,
+        destroyed: &'d Cell<bool>,
+    }
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            if !self.destroyed.get() {
+                // SAFETY: not destroyed, so the registration still waits for this store.
+                unsafe {
+                    (*self.e)
+                        .destroyed_reset();
+                    Node::release_entry(self.e);
+                }
+            }
+        }
+    }
+    let _release = Release {
+        e: h.cast(),
+        destroyed: &destroyed,
+    };
+    if let Some(f) = f {
+        f(reason);
+    }
+}
+
+impl Entry {
+    /// Clear the `destroyed` pointer of a callback header before releasing it.
+    ///
+    /// # Safety
+    /// `self` is the entry of a TAKEN callback header.
+    unsafe fn destroyed_reset(&self) {
+        let h = (self as *const Entry).cast::<Header>();
+        // SAFETY: invariant 2: only the walker writes it, and the header is alive.
+        unsafe { (*h).destroyed.with_mut(|p| *p = ptr::null()) };
+    }
+}

@@ -1,0 +1,105 @@
+//! # cutoff
+//!
+//! A cancellation tree for Rust that runs without an allocator. Each node has one packed
+//! atomic state word, so [`is_cancelled`](NodeView::is_cancelled) is a single `Acquire`
+//! load; children, callbacks and waiters are intrusive, so linking allocates nothing and
+//! unlinking is O(1); cancelling walks the subtree iteratively, never holding a lock while user
+//! code runs, and carries a first-wins [`Reason`] to every descendant.
+//!
+//! Two ownership modes, one tree:
+//!
+//! * **pinned** (no allocator): [`Node`] (a root, `const`-constructible so it can be a
+//!   `static`), [`ChildNode`], [`AnyOf`], [`Callback`], [`Cancellation`];
+//! * **heap** (`alloc` feature): [`CancelSource`] (can cancel) and [`CancelToken`] (cheap
+//!   `Clone`, observe only), [`DropGuard`], [`OnCancel`], [`OwnedCancellation`].
+//!
+//! A pinned child can hang off a heap node and a heap child off a `static` node.
+//!
+//! ```
+//! use core::pin::pin;
+//! use cutoff::{CancelSource, ChildNode, Reason};
+//!
+//! let server = CancelSource::new();
+//! let conn = server.child();                          // heap child
+//! let mut req = pin!(ChildNode::new(&conn));          // pinned grandchild, no allocation
+//! let req = req.as_mut().link();
+//! server.cancel_with(Reason::Shutdown);
+//! assert_eq!(req.reason(), Some(Reason::Shutdown));
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `alloc` | yes | heap handles, [`Reason::Error`] |
+//! | `std` | yes | blocking [`wait`](NodeView::wait)/[`wait_timeout`](NodeView::wait_timeout), panic isolation in callbacks, same-thread detection when a callback drops its own registration |
+//!
+//! See `docs/DESIGN.md` in the repository for the state machine, invariants, lock order and
+//! memory orderings.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+/// `const fn` normally, plain `fn` under loom (whose atomics are not `const`).
+macro_rules! loom_const_fn {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $T:ty),*) -> $Ret:ty $body:block
+    ) => {
+        $(#[$meta])*
+        #[cfg(not(loom))]
+        $vis const fn $name($($arg: $T),*) -> $Ret $body
+
+        $(#[$meta])*
+        #[cfg(loom)]
+        $vis fn $name($($arg: $T),*) -> $Ret $body
+    };
+}
+pub(crate) use loom_const_fn;
+
+mod any_of;
+mod callback;
+mod child;
+mod foreign;
+mod list;
+mod loom;
+mod node;
+mod reason;
+mod state;
+mod view;
+mod wait;
+mod walk;
+
+#[cfg(feature = "alloc")]
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+pub use any_of::AnyOf;
+pub use callback::Callback;
+pub use child::ChildNode;
+pub use foreign::{Feed, ForeignSource, Trigger, feed};
+pub use node::Node;
+pub use reason::{AlreadyCancelled, Cancelled, Reason};
+pub use view::NodeView;
+pub use wait::{Cancellation, Join, RunUntilCancelled};
+
+#[cfg(feature = "alloc")]
+pub use reason::ErrorReason;
+#[cfg(feature = "alloc")]
+pub use token::{CancelSource, CancelToken, DropGuard, OnCancel, OwnedCancellation};
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Node>();
+    send_sync::<NodeView>();
+    #[cfg(feature = "alloc")]
+    send_sync::<CancelSource>();
+    #[cfg(feature = "alloc")]
+    send_sync::<CancelToken>();
+};

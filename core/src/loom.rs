@@ -1,0 +1,88 @@
+//! The one place that names `core::sync`, `std::thread` or `loom`.
+//!
+//! Every atomic, cell and spin hint in the crate comes from here, so that building with
+//! `RUSTFLAGS="--cfg loom"` swaps them all for `loom`'s model-checked versions. In a normal
+//! build, [`model`] just runs its closure, so the loom models also run under `cargo test`.
+#![allow(dead_code, unreachable_pub)]
+
+#[cfg(loom)]
+mod inner {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) mod atomic {
+        pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+    }
+    /// Back off in a spin loop. Under loom this must yield, or the model never ends.
+    #[inline]
+    pub(crate) fn relax(_spins: &mut u32) {
+        loom::thread::yield_now();
+    }
+    pub(crate) type ThreadId = loom::thread::ThreadId;
+    pub(crate) fn current_thread() -> ThreadId {
+        loom::thread::current().id()
+    }
+}
+
+#[cfg(not(loom))]
+mod inner {
+    pub(crate) mod atomic {
+        pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+    }
+
+    /// `core::cell::UnsafeCell` with loom's closure-based API, so both builds share code.
+    #[derive(Debug)]
+    #[repr(transparent)]
+    pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        #[inline(always)]
+        pub(crate) const fn new(value: T) -> Self {
+            Self(core::cell::UnsafeCell::new(value))
+        }
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    /// Back off in a spin loop: a CPU hint at first, then (with `std`) a yield to the OS so a
+    /// preempted lock holder on a 2-core machine gets to run.
+    #[inline]
+    pub(crate) fn relax(spins: &mut u32) {
+        *spins = spins.saturating_add(1);
+        #[cfg(feature = "std")]
+        if *spins > 64 {
+            std::thread::yield_now();
+            return;
+        }
+        core::hint::spin_loop();
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) type ThreadId = std::thread::ThreadId;
+    #[cfg(feature = "std")]
+    pub(crate) fn current_thread() -> ThreadId {
+        std::thread::current().id()
+    }
+}
+
+pub(crate) use inner::*;
+
+/// Run a loom model (under `cfg(loom)`), or just run `f` once.
+#[cfg(all(test, loom))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+/// Run a loom model (under `cfg(loom)`), or just run `f` once.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    f();
+}

@@ -1,0 +1,411 @@
+//! The tree node: one state word, an intrusive entry list, a write-once reason.
+//!
+//! # Design
+//!
+//! Every node, whether it lives in a `static`, on a stack, inside a pinned struct or on the
+//! heap behind a [`CancelSource`](crate::CancelSource), is the same [`Node`]. Its state word
+//! (see `state.rs`) packs `CANCELLED`, a list lock bit and a few flags; `is_cancelled()` is one
+//! `Acquire` load of it. Cancellation is *pushed down* at cancel time, so no reader ever walks
+//! up the tree.
+//!
+//! Children, callbacks and waiters are [`Entry`]s linked into the node's list. Cancelling a
+//! node sets `CANCELLED` under its lock (so nothing new links afterwards) and then *walks* the
+//! subtree iteratively: pop one entry under the lock, mark it `TAKEN`, unlock, act on it,
+//! relock. Acting on a child means locking the child, writing the inherited reason, setting its
+//! `CANCELLED` bit and making it the current node; when a node's list is empty the walker
+//! releases the node's own entry and climbs back to its parent. The walker therefore needs no
+//! stack and no allocation, holds at most one node lock at a time, and never holds one while
+//! user code (callbacks, wakers) runs.
+//!
+//! Visit order is deterministic: depth first, pre-order (a node is marked cancelled before
+//! anything under it), and within a node newest entry first (entries are pushed at the front).
+//! That is the order of a stack unwinding: the last thing registered is cleaned up first.
+//!
+//! # Invariants
+//!
+//! 1. **Lifetime.** A node outlives every entry linked into it: pinned children, callbacks and
+//!    waiters borrow their node (`'a`), heap children hold a reference count on a heap parent
+//!    (`COUNTED_PARENT`) or point at a `'static` one. So a node's list is empty when it drops,
+//!    and a child can always reach its parent to unlink.
+//! 2. **Reason before bit.** `reason` is written only while holding the lock and before
+//!    `CANCELLED` is set (with `Release`); it is never written again. Whoever observes
+//!    `CANCELLED` with `Acquire` may read it.
+//! 3. **No links after cancel.** `CANCELLED` is only set while holding the lock; linking checks
+//!    it under the same lock and refuses (the child is born cancelled, the callback runs or
+//!    reports, the waiter completes). Only join waiters may link into a cancelled node.
+//! 4. **Walker ownership.** A popped (`TAKEN`) entry, and for a child the whole node, is kept
+//!    alive by its owner until the walker stores `RELEASED` (list.rs invariant 3). A node the
+//!    walker has descended into stays `TAKEN` until the walker climbs out, so the walker can
+//!    always climb back to a live parent.
+//! 5. **One walker per node.** Only the thread that set a node's `CANCELLED` bit walks its
+//!    list. Other walkers that pop a child which is already cancelled release it at once.
+//! 6. **Child count.** `entry.aux` of a node counts the child and link entries that hang off
+//!    it and have not dropped yet; it changes only under the node's own lock.
+//!
+//! # Lock ordering
+//!
+//! A thread holds at most one node lock at a time, except while initialising a child, where it
+//! may hold the child's lock (or own the child exclusively) and then take the parent's. No path
+//! takes a child's lock while holding its parent's, so the order child -> parent is acyclic.
+//! The lock is a bit in the state word; contended lockers spin (yielding to the OS after a
+//! while with `std`).
+#![allow(unsafe_code)]
+
+use core::ptr;
+
+use crate::list::{self, Entry, Kind, List, RELEASED, TAKEN};
+use crate::loom::UnsafeCell;
+use crate::loom::atomic::{AtomicUsize, Ordering::*};
+use crate::reason::Reason;
+use crate::state::*;
+
+/// A node of the cancellation tree.
+///
+/// A `Node` made by [`Node::new`] is a root; it can be a `static` (the constructor is `const`),
+/// a local, or a field. Children hang off it as [`ChildNode`](crate::ChildNode)s (pinned, no
+/// allocation) or [`CancelSource`](crate::CancelSource)s (heap, with the `alloc` feature);
+/// both deref to `Node`, so everything below works on any node.
+///
+/// # Examples
+///
+/// ```
+/// use cutoff::{ChildNode, Node, Reason};
+/// use core::pin::pin;
+///
+/// static ROOT: Node = Node::new();
+///
+/// let mut child = pin!(ChildNode::new(&ROOT));
+/// let child: &Node = child.as_mut().link();
+/// assert!(!child.is_cancelled());
+/// ROOT.cancel_with(Reason::Shutdown);
+/// assert_eq!(child.reason(), Some(Reason::Shutdown));
+/// ```
+pub struct Node {
+    /// See `state.rs`.
+    state: AtomicUsize,
+    /// Children, callbacks, waiters.
+    ///
+    /// # Safety
+    /// Only touched while holding `LOCKED`.
+    list: List,
+    /// The parent node (or, with `MULTI`, the first `LinkEntry`). Written once before the node
+    /// is shared; null for roots and for children born cancelled.
+    parent: UnsafeCell<*const ()>,
+    /// Written once under the lock before `CANCELLED` is set (invariant 2).
+    reason: UnsafeCell<Option<Reason>>,
+    /// This node's entry in its parent's list; `aux` is this node's own child count.
+    pub(crate) entry: Entry,
+}
+
+// SAFETY: all shared state is atomic or guarded by the lock bit / write-once protocol above.
+unsafe impl Send for Node {}
+// SAFETY: as above.
+unsafe impl Sync for Node {}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("cancelled", &self.is_cancelled())
+            .field("reason", &self.reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Node {
+    crate::loom_const_fn! {
+        /// A new root node, not cancelled, with no parent. `const`, so it can be a `static`.
+        #[must_use]
+        pub fn new() -> Node {
+            Node {
+                state: AtomicUsize::new(0),
+                list: list::new_list(),
+                parent: UnsafeCell::new(ptr::null()),
+                reason: UnsafeCell::new(None),
+                entry: list::new_entry(Kind::Child),
+            }
+        }
+    }
+
+    /// Whether the node is cancelled. One `Acquire` load; if it returns `true`, the
+    /// [`reason`](Self::reason) is visible too.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.state.load(Acquire) & CANCELLED != 0
+    }
+
+    /// Why the node was cancelled, or `None` if it is not cancelled.
+    pub fn reason(&self) -> Option<Reason> {
+        if self.is_cancelled() {
+            // SAFETY: CANCELLED observed with Acquire (invariant 2).
+            Some(unsafe { self.reason_unchecked() })
+        } else {
+            None
+        }
+    }
+
+    /// Cancel the node and its whole subtree with [`Reason::Requested`].
+    ///
+    /// Returns `true` if this call cancelled the node, `false` if it was already cancelled.
+    /// See [`cancel_with`](Self::cancel_with).
+    pub fn cancel(&self) -> bool {
+        self.cancel_with(Reason::Requested)
+    }
+
+    /// Cancel the node and its whole subtree with `reason`.
+    ///
+    /// The first call wins and returns `true`; later calls return `false` and leave the first
+    /// reason in place. Descendants inherit the reason, unless they were already cancelled.
+    ///
+    /// The walk is iterative (no recursion; a million-deep chain is fine on a small stack),
+    /// holds at most one node lock at a time and none while callbacks or wakers run. Order:
+    /// depth first, each node before its entries, newest entry first.
+    ///
+    /// When this call returns `true`, every descendant it reached reports cancelled and every
+    /// callback it reached has run. A part of the subtree that was already cancelled by another
+    /// call is finished by that call.
+    ///
+    /// # Panics
+    ///
+    /// With `std`, a panic in a callback or waker is caught, the walk completes (every other
+    /// callback still runs and no lock stays held), and the first panic is then resumed from
+    /// this call. Without `std`, the walk is completed while unwinding; a second panic during
+    /// that completion aborts, as any panic during unwinding does.
+    pub fn cancel_with(&self, reason: Reason) -> bool {
+        self.lock();
+        if self.state.load(Relaxed) & CANCELLED != 0 {
+            self.unlock();
+            return false;
+        }
+        // SAFETY: we hold the lock and CANCELLED is clear: nobody reads or writes the reason.
+        unsafe { self.publish_cancel(reason) };
+        crate::walk::Walk::new(self).run();
+        true
+    }
+
+    // ---- crate-internal machinery -------------------------------------------------------
+
+    /// Take the list lock; returns the state seen at acquisition (with `LOCKED`).
+    #[inline]
+    pub(crate) fn lock(&self) -> usize {
+        let mut spins = 0;
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            if cur & LOCKED == 0 {
+                match self
+                    .state
+                    .compare_exchange_weak(cur, cur | LOCKED, Acquire, Relaxed)
+                {
+                    Ok(_) => return cur | LOCKED,
+                    Err(actual) => {
+                        cur = actual;
+                        continue;
+                    }
+                }
+            }
+            crate::loom::relax(&mut spins);
+            cur = self.state.load(Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        self.state.fetch_and(!LOCKED, Release);
+    }
+
+    /// Current state word (`Relaxed`; use under the lock).
+    #[inline]
+    pub(crate) fn state_relaxed(&self) -> usize {
+        self.state.load(Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set_flags(&self, flags: usize) {
+        self.state.fetch_or(flags, Release);
+    }
+
+    #[inline]
+    pub(crate) fn clear_flags(&self, flags: usize) {
+        self.state.fetch_and(!flags, Relaxed);
+    }
+
+    /// Write the reason and set `CANCELLED`.
+    ///
+    /// # Safety
+    /// The caller holds the lock and `CANCELLED` is clear.
+    pub(crate) unsafe fn publish_cancel(&self, reason: Reason) {
+        // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
+        self.reason.with_mut(|p| unsafe { *p = Some(reason) });
+        self.state.fetch_or(CANCELLED, Release);
+    }
+
+    /// Clone the reason.
+    ///
+    /// # Safety
+    /// `CANCELLED` was observed with `Acquire` (or under the lock).
+    pub(crate) unsafe fn reason_unchecked(&self) -> Reason {
+        // SAFETY: invariant 2: the reason is written before the bit and never again.
+        self.reason
+            .with(|p| unsafe { (*p).clone() })
+            .unwrap_or(Reason::Requested)
+    }
+
+    pub(crate) fn list(&self) -> &List {
+        &self.list
+    }
+
+    pub(crate) fn parent_ptr(&self) -> *const () {
+        // SAFETY: written once before the node is shared (see field docs).
+        self.parent.with(|p| unsafe { *p })
+    }
+
+    /// # Safety
+    /// The node is not shared yet (or the caller holds its lock and `INIT` is clear).
+    pub(crate) unsafe fn set_parent_ptr(&self, p: *const ()) {
+        // SAFETY: caller guarantees exclusivity.
+        self.parent.with_mut(|slot| unsafe { *slot = p });
+    }
+
+    /// The number of child and link entries hanging off this node. Lock must be held.
+    pub(crate) fn child_count_locked(&self) -> u32 {
+        self.entry.aux()
+    }
+
+    /// Whether any child (pinned, heap or multi-parent link) is still alive under this node.
+    pub fn has_children(&self) -> bool {
+        self.lock();
+        let n = self.child_count_locked();
+        self.unlock();
+        n != 0
+    }
+
+    /// Link `child` under `self`, or make it born cancelled if `self` is cancelled.
+    ///
+    /// Returns `true` if linked.
+    ///
+    /// # Safety
+    /// `child` is at its final address, not yet initialised, and exclusively owned by the
+    /// caller (or its lock is held); `self` outlives `child` (invariant 1).
+    pub(crate) unsafe fn adopt(&self, child: &Node, counted: bool) -> bool {
+        let st = self.lock();
+        if st & CANCELLED != 0 {
+            // SAFETY: CANCELLED seen under the lock.
+            let reason = unsafe { self.reason_unchecked() };
+            self.unlock();
+            // SAFETY: the child is exclusively ours and not cancelled yet.
+            unsafe { child.publish_cancel(reason) };
+            child.set_flags(INIT);
+            return false;
+        }
+        // SAFETY: exclusive access to the child (caller); lock held on self.
+        unsafe {
+            child.set_parent_ptr(self as *const Node as *const ());
+            self.list.push_front(&child.entry);
+        }
+        self.entry.set_aux(self.entry.aux() + 1);
+        self.unlock();
+        child.set_flags(INIT | if counted { COUNTED_PARENT } else { 0 });
+        true
+    }
+
+    /// Detach an entry we own from this node's list (waiting for a walker holding it), and if
+    /// it is a child or link entry, uncount it and wake join waiters when it was the last.
+    ///
+    /// # Safety
+    /// `e` belongs to `self`'s list (linked, taken, released or never linked) and the caller
+    /// owns it.
+    pub(crate) unsafe fn detach(&self, e: &Entry, counted_child: bool) {
+        let mut st = self.lock();
+        loop {
+            match e.status.load(Acquire) {
+                list::LINKED => {
+                    // SAFETY: lock held and `e` is linked in our list.
+                    unsafe { self.list.remove(e) };
+                    break;
+                }
+                TAKEN => {
+                    self.unlock();
+                    e.wait_released();
+                    st = self.lock();
+                }
+                _ => break,
+            }
+        }
+        if counted_child {
+            let n = self.entry.aux() - 1;
+            self.entry.set_aux(n);
+            if n == 0 && st & JOINERS != 0 {
+                // SAFETY: lock held; returns unlocked.
+                unsafe { crate::wait::wake_joiners(self) };
+                return;
+            }
+        }
+        self.unlock();
+    }
+
+    /// Unlink this node from its parent(s). Called from the owner's drop.
+    ///
+    /// # Safety
+    /// The caller owns the node and is dropping it; its parents are alive (invariant 1).
+    pub(crate) unsafe fn unlink_from_parents(&self) {
+        let st = self.state.load(Acquire);
+        if st & INIT == 0 {
+            return;
+        }
+        let parent = self.parent_ptr();
+        if parent.is_null() {
+            return;
+        }
+        if st & MULTI != 0 {
+            // SAFETY: a MULTI node's parent pointer is its first link (any_of.rs).
+            unsafe { crate::any_of::unlink_all(parent.cast()) };
+        } else {
+            // SAFETY: invariant 1: the parent is alive; our entry belongs to its list.
+            unsafe { (*(parent as *const Node)).detach(&self.entry, true) };
+        }
+    }
+
+    /// Whether `parent` holds a reference count (heap chain).
+    pub(crate) fn has_counted_parent(&self) -> bool {
+        self.state.load(Relaxed) & COUNTED_PARENT != 0
+    }
+
+    pub(crate) fn is_multi(&self) -> bool {
+        self.state.load(Relaxed) & MULTI != 0
+    }
+
+    // ---- reference counting for heap nodes (alloc) ----
+
+    /// Set the initial reference count of a fresh heap node.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn init_refs(&self, refs: usize) {
+        self.state.store(refs, Relaxed);
+    }
+
+    pub(crate) fn ref_inc(&self) {
+        let old = self.state.fetch_add(REF_ONE, Relaxed);
+        assert!(old & REF_MASK != REF_MASK, "cutoff: reference count overflow");
+    }
+
+    /// Returns true if this was the last reference.
+    pub(crate) fn ref_dec(&self) -> bool {
+        let old = self.state.fetch_sub(REF_ONE, Release);
+        if old & REF_MASK == REF_ONE {
+            crate::loom::atomic::fence(Acquire);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Release `RELEASED` on our own entry (walker climbing out of this node).
+    pub(crate) fn release_entry(e: *const Entry) {
+        // SAFETY: the walker holds `e` TAKEN (invariant 4) until this store.
+        unsafe { (*e).status.store(RELEASED, Release) };
+    }
+}

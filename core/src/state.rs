@@ -1,0 +1,34 @@
+//! Bit layout of a node's state word.
+//!
+//! ```text
+//!  usize: [ reference count (alloc mode) ........ | 7 6 5 4 3 2 1 0 ]
+//!                                                   | | | | | | | `- CANCELLED
+//!                                                   | | | | | | `--- LOCKED (list lock)
+//!                                                   | | | | | `----- INIT (linking decided)
+//!                                                   | | | | `------- COUNTED_PARENT
+//!                                                   | | | `--------- MULTI (several parents)
+//!                                                   | | `----------- JOINERS (join waiters linked)
+//!                                                   `-`------------- reserved
+//! ```
+//!
+//! `CANCELLED` is set once and never cleared. `LOCKED` guards the node's entry list and its
+//! child count; it is never held while user code runs. The reference count (in units of
+//! [`REF_ONE`]) is only meaningful for heap nodes owned by `CancelSource`/`CancelToken`.
+
+/// The node is cancelled; its reason is written and visible to anyone who sees this bit.
+pub(crate) const CANCELLED: usize = 1 << 0;
+/// The node's entry list (children, callbacks, waiters) is being edited or walked.
+pub(crate) const LOCKED: usize = 1 << 1;
+/// The node has decided whether it is linked into its parent (or born cancelled).
+pub(crate) const INIT: usize = 1 << 2;
+/// The node's `parent` pointer owns one reference on a heap parent.
+pub(crate) const COUNTED_PARENT: usize = 1 << 3;
+/// The node hangs off several parents through a link set, not one `parent` pointer.
+pub(crate) const MULTI: usize = 1 << 4;
+/// At least one join waiter has been linked since the list was last scanned for them.
+pub(crate) const JOINERS: usize = 1 << 5;
+
+/// One reference in the reference-count field.
+pub(crate) const REF_ONE: usize = 1 << 8;
+/// Mask of the reference-count field.
+pub(crate) const REF_MASK: usize = !(REF_ONE - 1);

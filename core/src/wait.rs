@@ -1,0 +1,348 @@
+//! Waiting for cancellation: the [`Cancellation`] future, blocking waits, and join waiters.
+//!
+//! A waiter is an intrusive entry plus an [`AtomicWaker`] inside the future, so waiting
+//! allocates nothing and any number of futures can wait on one node. The protocol is the
+//! classic one that `atomic-waker` documents: the waiting side registers its waker *before*
+//! re-checking `CANCELLED`; the cancelling side sets `CANCELLED` *before* it takes the waker.
+//! The walker moves the waker out and marks the entry `RELEASED` before it calls `wake`, so a
+//! future may be dropped (or a waker may drop the future) while the wake-up runs.
+#![allow(unsafe_code)]
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+
+use atomic_waker::AtomicWaker;
+use pin_project_lite::pin_project;
+
+use crate::list::{self, Entry, Kind, RELEASED};
+use crate::loom::atomic::Ordering::*;
+use crate::node::Node;
+use crate::reason::{Cancelled, Reason};
+use crate::state::{CANCELLED, JOINERS};
+use crate::view::NodeView;
+
+/// An entry that wakes a task.
+#[repr(C)]
+pub(crate) struct Waiter {
+    entry: Entry,
+    waker: AtomicWaker,
+}
+
+impl Waiter {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Self {
+            entry: list::new_entry(kind),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Poll for cancellation of `node`.
+    pub(crate) fn poll_cancelled(&self, node: &Node, cx: &mut Context<'_>) -> Poll<Reason> {
+        if let Some(r) = node.reason() {
+            return Poll::Ready(r);
+        }
+        self.waker.register(cx.waker());
+        if self.entry.status.load(Acquire) == list::IDLE {
+            let st = node.lock();
+            if st & CANCELLED != 0 {
+                node.unlock();
+                // SAFETY: CANCELLED seen under the lock.
+                return Poll::Ready(unsafe { node.reason_unchecked() });
+            }
+            // SAFETY: lock held; the waiter is pinned (callers) and detaches on drop.
+            unsafe { node.list().push_front(&self.entry) };
+            node.unlock();
+            return Poll::Pending;
+        }
+        match node.reason() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Poll until `node` has no children.
+    pub(crate) fn poll_join(&self, node: &Node, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.register(cx.waker());
+        node.lock();
+        if node.child_count_locked() == 0 {
+            if self.entry.status.load(Relaxed) == list::LINKED {
+                // SAFETY: lock held; linked in this list.
+                unsafe { node.list().remove(&self.entry) };
+            }
+            node.unlock();
+            return Poll::Ready(());
+        }
+        let s = self.entry.status.load(Acquire);
+        if s == list::IDLE || s == RELEASED {
+            // SAFETY: lock held; pinned and detached on drop.
+            unsafe { node.list().push_front(&self.entry) };
+            node.set_flags(JOINERS);
+        }
+        node.unlock();
+        Poll::Pending
+    }
+
+    /// Detach from `node` (the owner is going away).
+    pub(crate) fn detach(&self, node: &Node) {
+        let s = self.entry.status.load(Acquire);
+        if s == list::IDLE || s == RELEASED {
+            return;
+        }
+        // SAFETY: our entry belongs to `node`'s list and we own it.
+        unsafe { node.detach(&self.entry, false) };
+    }
+}
+
+/// Take the waker of a popped waiter entry.
+///
+/// # Safety
+/// `e` is a TAKEN waiter or join entry.
+pub(crate) unsafe fn take_waker(e: *const Entry) -> Option<Waker> {
+    // SAFETY: TAKEN keeps the waiter alive; Waiter is repr(C) with the entry first.
+    unsafe { (*e.cast::<Waiter>()).waker.take() }
+}
+
+/// Wake every join waiter of `node`.
+///
+/// # Safety
+/// The caller holds `node`'s lock; it is released on return.
+pub(crate) unsafe fn wake_joiners(node: &Node) {
+    loop {
+        // SAFETY: lock held.
+        match unsafe { node.list().pop_kind(Kind::Join) } {
+            None => {
+                node.clear_flags(JOINERS);
+                node.unlock();
+                return;
+            }
+            Some(e) => {
+                node.unlock();
+                // SAFETY: we popped it, so it is TAKEN.
+                let w = unsafe { take_waker(e) };
+                Node::release_entry(e);
+                if let Some(w) = w {
+                    w.wake();
+                }
+                node.lock();
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Future returned by [`NodeView::cancelled`]: completes with the [`Reason`] once the node
+    /// is cancelled.
+    ///
+    /// Its waiter lives inside the future, so waiting allocates nothing; any number of futures
+    /// may wait on one node and each is woken exactly once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping a pending `Cancellation` unlinks it in O(1); nothing is lost, and a new one
+    /// can be created at any time.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Cancellation<'a> {
+        node: &'a Node,
+        #[pin]
+        waiter: Waiter,
+    }
+
+    impl<'a> PinnedDrop for Cancellation<'a> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.detach(this.node);
+        }
+    }
+}
+
+impl<'a> Cancellation<'a> {
+    pub(crate) fn new(node: &'a Node) -> Self {
+        Self {
+            node,
+            waiter: Waiter::new(Kind::Waiter),
+        }
+    }
+}
+
+impl Future for Cancellation<'_> {
+    type Output = Reason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reason> {
+        let this = self.project();
+        this.waiter.poll_cancelled(this.node, cx)
+    }
+}
+
+impl core::fmt::Debug for Cancellation<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("node", &self.node)
+            .field("waiter", &self.waiter.entry)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`NodeView::join`]: completes once no child of the node is alive.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Join<'a> {
+        node: &'a Node,
+        #[pin]
+        waiter: Waiter,
+    }
+
+    impl<'a> PinnedDrop for Join<'a> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.detach(this.node);
+        }
+    }
+}
+
+impl<'a> Join<'a> {
+    pub(crate) fn new(node: &'a Node) -> Self {
+        Self {
+            node,
+            waiter: Waiter::new(Kind::Join),
+        }
+    }
+}
+
+impl Future for Join<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        this.waiter.poll_join(this.node, cx)
+    }
+}
+
+impl core::fmt::Debug for Join<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Join")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`NodeView::run_until_cancelled`].
+    ///
+    /// Resolves to `Ok(output)` if the inner future finishes first, or
+    /// `Err(Cancelled)` carrying the reason once the node is cancelled. The inner future is
+    /// polled first, so a future that is ready wins even if the node is cancelled.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunUntilCancelled<'a, F> {
+        #[pin]
+        future: F,
+        #[pin]
+        cancelled: Cancellation<'a>,
+    }
+}
+
+impl<'a, F> RunUntilCancelled<'a, F> {
+    pub(crate) fn new(node: &'a Node, future: F) -> Self {
+        Self {
+            future,
+            cancelled: Cancellation::new(node),
+        }
+    }
+}
+
+impl<F: Future> Future for RunUntilCancelled<'_, F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.future.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match this.cancelled.poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Err(Cancelled::new(r))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F> core::fmt::Debug for RunUntilCancelled<'_, F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RunUntilCancelled")
+            .field("cancelled", &self.cancelled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Block the current thread until `node` is cancelled or `deadline` passes.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) fn block(node: &NodeView, deadline: Option<std::time::Instant>) -> Option<Reason> {
+    use core::pin::pin;
+    use std::sync::atomic::AtomicBool;
+
+    if let Some(r) = node.reason() {
+        return Some(r);
+    }
+    let done = AtomicBool::new(false);
+    let thread = std::thread::current();
+    let cb = pin!(crate::Callback::new(node, |_: &Reason| {
+        done.store(true, std::sync::atomic::Ordering::Release);
+        thread.unpark();
+    }));
+    if cb.as_ref().try_register().is_err() {
+        return node.reason();
+    }
+    loop {
+        if done.load(std::sync::atomic::Ordering::Acquire) {
+            break;
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    break;
+                }
+                std::thread::park_timeout(d - now);
+            }
+        }
+    }
+    // Dropping `cb` here waits for a callback still running on the cancelling thread.
+    drop(cb);
+    node.reason()
+}
+
+/// Drive a future to completion on this thread (used for blocking joins).
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) fn block_on<F: Future>(f: F, deadline: Option<std::time::Instant>) -> Option<F::Output> {
+    use alloc::sync::Arc;
+    use core::pin::pin;
+    use std::task::Wake;
+
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    return None;
+                }
+                std::thread::park_timeout(d - now);
+            }
+        }
+    }
+}

@@ -277,7 +277,7 @@ impl Node {
     }
 
     /// Whether any child (pinned, heap or multi-parent link) is still alive under this node.
-    pub fn has_children(&self) -> bool {
+    pub(crate) fn child_count_nonzero(&self) -> bool {
         self.lock();
         let n = self.child_count_locked();
         self.unlock();

@@ -69,7 +69,7 @@ impl NodeView {
 
     /// Whether any child is alive under this node.
     pub fn has_children(&self) -> bool {
-        self.node.has_children()
+        self.node.child_count_nonzero()
     }
 
     /// Block this thread until the node is cancelled; returns the reason.

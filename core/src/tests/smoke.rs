@@ -46,3 +46,14 @@ fn heap_chain_drop_any_order() {
     v.reverse();
     drop(v);
 }
+
+#[test]
+fn sizes() {
+    std::eprintln!(
+        "Node {} Reason {} Cancellation {} ChildNode {}",
+        core::mem::size_of::<Node>(),
+        core::mem::size_of::<Reason>(),
+        core::mem::size_of::<crate::Cancellation<'_>>(),
+        core::mem::size_of::<ChildNode<'_>>()
+    );
+}

@@ -45,6 +45,7 @@ impl LinkEntry {
         self.target
     }
 
+    #[cfg(feature = "alloc")]
     pub(crate) fn is_counted(&self) -> bool {
         self.entry.aux() & COUNTED != 0
     }
@@ -109,7 +110,12 @@ pub(crate) unsafe fn unlink_all(first: *const LinkEntry) {
     loop {
         // SAFETY: links are contiguous and valid until the owner frees them after this call.
         let link = unsafe { &*cur };
-        if link.entry.status.load(crate::loom::atomic::Ordering::Acquire) != list::IDLE {
+        if link
+            .entry
+            .status
+            .load(crate::loom::atomic::Ordering::Acquire)
+            != list::IDLE
+        {
             // SAFETY: the parent is alive and the link belongs to its list.
             unsafe { (*link.parent).detach(&link.entry, true) };
         }
@@ -125,6 +131,7 @@ pub(crate) unsafe fn unlink_all(first: *const LinkEntry) {
 ///
 /// # Safety
 /// `first` is the first link of an initialised multi-parent node.
+#[cfg(feature = "alloc")]
 pub(crate) unsafe fn count(first: *const LinkEntry) -> usize {
     let mut n = 1;
     let mut cur = first;

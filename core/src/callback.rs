@@ -273,8 +273,7 @@ unsafe fn run_erased<F: FnOnce(&Reason)>(h: *const Header, reason: &Reason) {
             if !self.destroyed.get() {
                 // SAFETY: not destroyed, so the registration still waits for this store.
                 unsafe {
-                    (*self.e)
-                        .destroyed_reset();
+                    (*self.e).destroyed_reset();
                     Node::release_entry(self.e);
                 }
             }

@@ -170,7 +170,7 @@ impl List {
     /// # Safety
     /// The caller holds the owning node's lock.
     pub(crate) unsafe fn pop_front(&self) -> Option<*const Entry> {
-        let head = self.head.with(|p| unsafe_read(p));
+        let head = self.head.with(unsafe_read);
         if head.is_null() {
             return None;
         }
@@ -187,7 +187,7 @@ impl List {
     /// # Safety
     /// The caller holds the owning node's lock.
     pub(crate) unsafe fn pop_kind(&self, kind: Kind) -> Option<*const Entry> {
-        let mut cur = self.head.with(|p| unsafe_read(p));
+        let mut cur = self.head.with(unsafe_read);
         // SAFETY: lock held; every entry reachable from head is linked and valid.
         unsafe {
             while !cur.is_null() {

@@ -3,7 +3,7 @@
 //! Every atomic, cell and spin hint in the crate comes from here, so that building with
 //! `RUSTFLAGS="--cfg loom"` swaps them all for `loom`'s model-checked versions. In a normal
 //! build, [`model`] just runs its closure, so the loom models also run under `cargo test`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 #[cfg(loom)]
 mod inner {
@@ -24,8 +24,13 @@ mod inner {
 
 #[cfg(not(loom))]
 mod inner {
+    #[cfg(not(feature = "portable-atomic"))]
     pub(crate) mod atomic {
         pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+    }
+    #[cfg(feature = "portable-atomic")]
+    pub(crate) mod atomic {
+        pub(crate) use portable_atomic::{AtomicU8, AtomicUsize, Ordering, fence};
     }
 
     /// `core::cell::UnsafeCell` with loom's closure-based API, so both builds share code.

@@ -371,6 +371,7 @@ impl Node {
     }
 
     /// Whether `parent` holds a reference count (heap chain).
+    #[cfg(feature = "alloc")]
     pub(crate) fn has_counted_parent(&self) -> bool {
         self.state.load(Relaxed) & COUNTED_PARENT != 0
     }
@@ -387,12 +388,17 @@ impl Node {
         self.state.store(refs, Relaxed);
     }
 
+    #[cfg(feature = "alloc")]
     pub(crate) fn ref_inc(&self) {
         let old = self.state.fetch_add(REF_ONE, Relaxed);
-        assert!(old & REF_MASK != REF_MASK, "cutoff: reference count overflow");
+        assert!(
+            old & REF_MASK != REF_MASK,
+            "cutoff: reference count overflow"
+        );
     }
 
     /// Returns true if this was the last reference.
+    #[cfg(feature = "alloc")]
     pub(crate) fn ref_dec(&self) -> bool {
         let old = self.state.fetch_sub(REF_ONE, Release);
         if old & REF_MASK == REF_ONE {

@@ -29,6 +29,8 @@ pub(crate) const MULTI: usize = 1 << 4;
 pub(crate) const JOINERS: usize = 1 << 5;
 
 /// One reference in the reference-count field.
+#[cfg(feature = "alloc")]
 pub(crate) const REF_ONE: usize = 1 << 8;
 /// Mask of the reference-count field.
+#[cfg(feature = "alloc")]
 pub(crate) const REF_MASK: usize = !(REF_ONE - 1);

@@ -15,11 +15,11 @@ use core::ptr::NonNull;
 
 use crate::any_of::{self, LinkEntry};
 use crate::callback::Callback;
+use crate::list::Kind;
 use crate::node::Node;
 use crate::reason::Reason;
 use crate::state::REF_ONE;
 use crate::view::NodeView;
-use crate::list::Kind;
 use crate::wait::Waiter;
 
 /// An owning handle to a heap node that can cancel it.
@@ -186,7 +186,6 @@ impl CancelSource {
     }
 
     /// A guard that cancels the node when dropped, unless [disarmed](DropGuard::disarm).
-    #[must_use]
     pub fn drop_guard(self) -> DropGuard {
         DropGuard { source: Some(self) }
     }
@@ -288,10 +287,7 @@ impl CancelToken {
             unsafe { &*(NodeView::from_node(token.node()) as *const NodeView) };
         let mut reg = Box::pin(Callback::new(view, f));
         reg.as_mut().register();
-        OnCancel {
-            reg,
-            _token: token,
-        }
+        OnCancel { reg, _token: token }
     }
 
     /// Whether two tokens refer to the same node.
@@ -343,12 +339,16 @@ pub struct DropGuard {
 impl DropGuard {
     /// Give the source back without cancelling.
     pub fn disarm(mut self) -> CancelSource {
-        self.source.take().expect("a DropGuard holds its source until dropped")
+        self.source
+            .take()
+            .expect("a DropGuard holds its source until dropped")
     }
 
     /// The guarded source.
     pub fn source(&self) -> &CancelSource {
-        self.source.as_ref().expect("a DropGuard holds its source until dropped")
+        self.source
+            .as_ref()
+            .expect("a DropGuard holds its source until dropped")
     }
 }
 
@@ -380,10 +380,7 @@ pin_project_lite::pin_project! {
 
 impl core::future::Future for OwnedCancellation {
     type Output = Reason;
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut core::task::Context<'_>,
-    ) -> core::task::Poll<Reason> {
+    fn poll(self: Pin<&mut Self>, cx: &mut core::task::Context<'_>) -> core::task::Poll<Reason> {
         let this = self.project();
         this.waiter.poll_cancelled(this.token.node(), cx)
     }

@@ -20,6 +20,7 @@ use crate::loom::atomic::Ordering::*;
 use crate::node::Node;
 use crate::reason::{Cancelled, Reason};
 use crate::state::{CANCELLED, JOINERS};
+#[cfg(all(feature = "std", not(loom)))]
 use crate::view::NodeView;
 
 /// An entry that wakes a task.
@@ -277,7 +278,7 @@ impl<F> core::fmt::Debug for RunUntilCancelled<'_, F> {
 #[cfg(all(feature = "std", not(loom)))]
 pub(crate) fn block(node: &NodeView, deadline: Option<std::time::Instant>) -> Option<Reason> {
     use core::pin::pin;
-    use std::sync::atomic::AtomicBool;
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     if let Some(r) = node.reason() {
         return Some(r);
@@ -285,14 +286,14 @@ pub(crate) fn block(node: &NodeView, deadline: Option<std::time::Instant>) -> Op
     let done = AtomicBool::new(false);
     let thread = std::thread::current();
     let cb = pin!(crate::Callback::new(node, |_: &Reason| {
-        done.store(true, std::sync::atomic::Ordering::Release);
+        done.store(true, Ordering::Release);
         thread.unpark();
     }));
     if cb.as_ref().try_register().is_err() {
         return node.reason();
     }
     loop {
-        if done.load(std::sync::atomic::Ordering::Acquire) {
+        if done.load(Ordering::Acquire) {
             break;
         }
         match deadline {
@@ -306,9 +307,10 @@ pub(crate) fn block(node: &NodeView, deadline: Option<std::time::Instant>) -> Op
             }
         }
     }
-    // Dropping `cb` here waits for a callback still running on the cancelling thread.
-    drop(cb);
-    node.reason()
+    let reason = node.reason();
+    // `cb` drops here, after `done` and `thread` are no longer needed by us: its drop waits for
+    // a callback still running on the cancelling thread, so the closure's borrows stay valid.
+    reason
 }
 
 /// Drive a future to completion on this thread (used for blocking joins).

@@ -65,10 +65,10 @@ impl<'a> Walk<'a> {
     fn call_user(&mut self, f: impl FnOnce()) {
         #[cfg(feature = "std")]
         {
-            if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
-                if self.panic.is_none() {
-                    self.panic = Some(payload);
-                }
+            if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
+                && self.panic.is_none()
+            {
+                self.panic = Some(payload);
             }
         }
         #[cfg(not(feature = "std"))]
@@ -163,7 +163,10 @@ fn target_of(e: *const Entry, kind: Kind) -> *const Node {
     match kind {
         Kind::Child => {
             // SAFETY: a Child entry is the `entry` field of a Node.
-            unsafe { e.byte_sub(core::mem::offset_of!(Node, entry)).cast::<Node>() }
+            unsafe {
+                e.byte_sub(core::mem::offset_of!(Node, entry))
+                    .cast::<Node>()
+            }
         }
         // SAFETY: a Link entry is the first field of a `#[repr(C)]` LinkEntry.
         _ => unsafe { (*e.cast::<LinkEntry>()).target() },

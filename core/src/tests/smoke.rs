@@ -1,8 +1,8 @@
-use std::vec;
 use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::vec;
 
-use crate::{CancelSource, Callback, ChildNode, Node, Reason};
+use crate::{Callback, CancelSource, ChildNode, Node, Reason};
 
 #[test]
 fn chain_cancel_and_reasons() {

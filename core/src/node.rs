@@ -302,6 +302,12 @@ impl Node {
             child.set_flags(INIT);
             return false;
         }
+        // The child is still exclusively ours (nobody can reach it before the push below), so
+        // a plain store sets its flags; the parent's unlock (Release) publishes them.
+        let flags = INIT | if counted { COUNTED_PARENT } else { 0 };
+        child
+            .state
+            .store(child.state.load(Relaxed) | flags, Relaxed);
         // SAFETY: exclusive access to the child (caller); lock held on self.
         unsafe {
             child.set_parent_ptr(self as *const Node as *const ());
@@ -309,7 +315,6 @@ impl Node {
         }
         self.entry.set_aux(self.entry.aux() + 1);
         self.unlock();
-        child.set_flags(INIT | if counted { COUNTED_PARENT } else { 0 });
         true
     }
 

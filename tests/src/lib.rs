@@ -1,1 +1,113 @@
+//! Shared helpers for the black-box API tests of `cutoff` (the tests live in `tests/tests/`).
+//!
+//! Nothing here knows about cutoff's internals: the helpers are a counting waker, a manual
+//! poll, a "this must not hang" guard, and a way to run a test body in a child process (so a
+//! stack overflow fails one test instead of aborting the whole test binary).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+/// A waker that counts how many times it was woken.
+#[derive(Debug, Default)]
+pub struct CountingWaker {
+    wakes: AtomicUsize,
+}
+
+impl CountingWaker {
+    /// A fresh counter, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// How many times `wake`/`wake_by_ref` ran.
+    pub fn count(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+
+    /// A `Waker` that bumps this counter.
+    pub fn waker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::clone(self))
+    }
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Poll a pinned future once with `waker`.
+pub fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(waker);
+    fut.poll(&mut cx)
+}
+
+/// How long a "must not deadlock" guard waits before declaring a hang. Generous: this is a
+/// hang detector, not a speed check.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// Run `f` on a fresh thread and return its result; panic with `what` if it has not returned
+/// within [`HANG`] (the stuck thread is leaked). Panics inside `f` are re-raised here.
+pub fn must_finish<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let v = f();
+        let _ = tx.send(());
+        v
+    });
+    match rx.recv_timeout(HANG) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(v) => v,
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("hang: {what} did not finish within {HANG:?} (deadlock?)")
+        }
+    }
+}
+
+const ISOLATED_ENV: &str = "CUTOFF_TESTS_ISOLATED";
+
+/// Run `body` in a child process running only the test called `test_name` (its path inside the
+/// test binary, e.g. `"chain_cancel_root_drop_root_first"`).
+///
+/// In the child (recognised by an environment variable) `body` just runs. In the parent, the
+/// test binary is re-executed for that single test and the test fails if the child does not
+/// exit successfully, which turns a stack overflow or an abort into an ordinary failure.
+pub fn run_isolated(test_name: &str, body: impl FnOnce()) {
+    if std::env::var(ISOLATED_ENV).as_deref() == Ok(test_name) {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = std::process::Command::new(exe)
+        .args([
+            test_name,
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(ISOLATED_ENV, test_name)
+        .output()
+        .expect("spawn the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "isolated test `{test_name}` failed: {:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "isolated test `{test_name}` did not run exactly once:\n{stdout}"
+    );
+}

@@ -103,3 +103,8 @@ const _: () = {
     #[cfg(feature = "alloc")]
     send_sync::<CancelToken>();
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

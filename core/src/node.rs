@@ -414,6 +414,35 @@ impl Node {
         }
     }
 
+    /// Take a reference if this is a heap node (pinned nodes have a zero count). Lock held.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn ref_inc_if_heap(&self) -> bool {
+        if self.state.load(Relaxed) & REF_MASK == 0 {
+            return false;
+        }
+        self.ref_inc();
+        true
+    }
+
+    /// Drop one reference unless it is the last; returns `true` (and keeps it) if it is.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn ref_dec_unless_last(&self) -> bool {
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            if cur & REF_MASK == REF_ONE {
+                crate::loom::atomic::fence(Acquire);
+                return true;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, cur - REF_ONE, Release, Relaxed)
+            {
+                Ok(_) => return false,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
     /// Release `RELEASED` on our own entry (walker climbing out of this node).
     pub(crate) fn release_entry(e: *const Entry) {
         // SAFETY: the walker holds `e` TAKEN (invariant 4) until this store.

@@ -130,6 +130,45 @@ unsafe fn free_chain(mut ptr: NonNull<Node>) {
     }
 }
 
+/// Free a heap node whose last reference the walker holds, after the walker released the
+/// entry `from` through which it entered the node. Returns `true` if the node's reference on
+/// the parent above `from` was transferred to the caller instead of being released.
+///
+/// # Safety
+/// `ptr` is a heap node with exactly one reference (the caller's), an empty list, and `from`
+/// released by the caller.
+pub(crate) unsafe fn free_walked(ptr: *const Node, from: *const crate::list::Entry) -> bool {
+    // SAFETY: the caller owns the last reference.
+    let node = unsafe { &*ptr };
+    // SAFETY: we own it; parents are alive; `from` is RELEASED so detaching does not wait.
+    unsafe { node.unlink_from_parents() };
+    let mut took = false;
+    if node.is_multi() {
+        let first = node.parent_ptr().cast::<LinkEntry>();
+        // SAFETY: a heap multi node owns a boxed slice of its links.
+        let n = unsafe { any_of::count(first) };
+        // SAFETY: allocated as a `Box<[LinkEntry]>` of length `n` in `any_of`.
+        let links: Box<[LinkEntry]> =
+            unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(first.cast_mut(), n)) };
+        for l in links.iter() {
+            if l.is_counted() {
+                if core::ptr::eq((l as *const LinkEntry).cast(), from) {
+                    took = true;
+                } else {
+                    // SAFETY: the link owned this reference; that parent is not on the
+                    // walker's path through `from`.
+                    unsafe { release(NonNull::new_unchecked(l.parent().cast_mut())) };
+                }
+            }
+        }
+    } else {
+        took = node.has_counted_parent();
+    }
+    // SAFETY: allocated by `new_heap`; no references remain; unlinked.
+    drop(unsafe { Box::from_raw(ptr.cast_mut()) });
+    took
+}
+
 impl CancelSource {
     /// A new root.
     #[must_use]

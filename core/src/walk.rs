@@ -19,6 +19,11 @@ pub(crate) struct Walk<'a> {
     /// `cur` is locked by us.
     held: bool,
     done: bool,
+    /// We hold the last reference to `cur`, a heap node whose handles were all dropped by a
+    /// callback while we walked it. Its list is then empty, so the next step climbs out of it
+    /// and frees it.
+    #[cfg(feature = "alloc")]
+    owns_cur: bool,
     #[cfg(feature = "std")]
     panic: Option<alloc::boxed::Box<dyn core::any::Any + Send + 'static>>,
 }
@@ -46,6 +51,8 @@ impl<'a> Walk<'a> {
             cur: root,
             held: true,
             done: false,
+            #[cfg(feature = "alloc")]
+            owns_cur: false,
             #[cfg(feature = "std")]
             panic: None,
         }
@@ -88,12 +95,32 @@ impl<'a> Walk<'a> {
             let popped = unsafe { cur.list().pop_front() };
             let Some(e) = popped else {
                 if ptr::eq(cur, self.root) {
+                    // The root is borrowed by our caller, who holds a reference if it is on the
+                    // heap, so ours is never the last one.
+                    #[cfg(feature = "alloc")]
+                    if self.owns_cur {
+                        self.owns_cur = false;
+                        cur.ref_dec_unless_last();
+                    }
                     cur.unlock();
                     self.done = true;
                     return;
                 }
                 let (from, up) = incoming(cur);
                 cur.unlock();
+                #[cfg(feature = "alloc")]
+                if self.owns_cur {
+                    // Nobody else can reach `cur`: release our entry, free it, and take over
+                    // its reference on `up` (freeing `up` here would wait on our own TAKEN
+                    // entry).
+                    Node::release_entry(from);
+                    // SAFETY: we own the last reference; the entry we came through is released.
+                    let took = unsafe { crate::token::free_walked(self.cur, from) };
+                    self.cur = up;
+                    // SAFETY: `up` is alive: we hold its TAKEN entry or it is the root.
+                    self.owns_cur = took && unsafe { (*up).ref_dec_unless_last() };
+                    continue;
+                }
                 // After this store `cur` may be freed; we never touch it again.
                 Node::release_entry(from);
                 self.cur = up;
@@ -129,9 +156,19 @@ impl<'a> Walk<'a> {
                     unsafe { crate::callback::prepare(e) };
                     // SAFETY: `cur` is cancelled and locked.
                     let reason = unsafe { cur.reason_unchecked() };
+                    // A callback may drop the last handle of a heap `cur` (for example by
+                    // dropping its own `OnCancel`). Hold a reference across the call so the
+                    // node is not freed under us; if ours turns out to be the last, we free it
+                    // when we climb out.
+                    #[cfg(feature = "alloc")]
+                    let guard = cur.ref_inc_if_heap();
                     cur.unlock();
                     // SAFETY: `e` is a TAKEN callback entry; `run` releases it.
                     self.call_user(|| unsafe { crate::callback::run(e, &reason) });
+                    #[cfg(feature = "alloc")]
+                    if guard && cur.ref_dec_unless_last() {
+                        self.owns_cur = true;
+                    }
                 }
                 Kind::Waiter | Kind::Join => {
                     cur.unlock();

@@ -57,3 +57,31 @@ fn sizes() {
         core::mem::size_of::<ChildNode<'_>>()
     );
 }
+
+/// A callback that drops its own owned registration, which holds the last handle of a heap
+/// child: the walker must neither deadlock nor touch freed memory.
+#[test]
+fn callback_drops_last_handle_of_its_node() {
+    use std::sync::{Arc, Mutex};
+    type Slot = Arc<Mutex<Option<crate::OnCancel<std::boxed::Box<dyn FnOnce(&Reason) + Send>>>>>;
+    let root = CancelSource::new();
+    let mid = root.child();
+    let leaf = mid.child();
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let slot2 = slot.clone();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ran2 = ran.clone();
+    let reg = leaf
+        .token()
+        .on_cancel(std::boxed::Box::new(move |_: &Reason| {
+            ran2.fetch_add(1, Ordering::SeqCst);
+            drop(slot2.lock().unwrap().take());
+        }) as std::boxed::Box<dyn FnOnce(&Reason) + Send>);
+    *slot.lock().unwrap() = Some(reg);
+    drop(leaf);
+    drop(mid);
+    assert!(root.has_children());
+    root.cancel();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert!(!root.has_children());
+}

@@ -362,6 +362,21 @@ impl fmt::Debug for CancelToken {
     }
 }
 
+impl PartialEq for CancelToken {
+    /// Tokens are equal when they refer to the same node.
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl Eq for CancelToken {}
+
+impl core::hash::Hash for CancelToken {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.ptr.hash(state);
+    }
+}
+
 impl From<&CancelSource> for CancelToken {
     fn from(s: &CancelSource) -> Self {
         s.token()

@@ -248,7 +248,10 @@ fn dropping_on_cancel_waits_for_a_run_in_progress() {
         thread::sleep(Duration::from_millis(20));
         release_tx.send(()).unwrap();
         assert!(canceller.join().unwrap());
-        assert!(dropper.join().unwrap(), "drop returned before the callback finished");
+        assert!(
+            dropper.join().unwrap(),
+            "drop returned before the callback finished"
+        );
         assert!(
             !dropped_seen_in_cb.load(SeqCst),
             "drop returned while the callback was still blocked"
@@ -296,7 +299,10 @@ fn dropping_pinned_callback_waits_for_a_run_in_progress() {
         thread::sleep(Duration::from_millis(20));
         release_tx.send(()).unwrap();
         assert!(c.join().unwrap());
-        assert!(d.join().unwrap(), "drop returned before the callback finished");
+        assert!(
+            d.join().unwrap(),
+            "drop returned before the callback finished"
+        );
     });
     assert!(!dropped_seen_in_cb.load(SeqCst));
 }
@@ -342,17 +348,20 @@ fn on_cancel_dropped_from_inside_its_callback() {
 /// its parent: dropping the registration inside the callback frees the node the walker is in.
 #[test]
 fn on_cancel_holding_last_reference_dropped_from_inside_its_callback() {
-    must_finish("self-drop of a registration owning the last node handle", || {
-        let root = CancelSource::new();
-        let child = root.child();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let slot = self_dropping_registration(&child.token(), ran.clone());
-        drop(child); // the registration's token now owns the child node
-        assert!(root.cancel());
-        assert_eq!(ran.load(SeqCst), 1);
-        assert!(slot.lock().unwrap().is_none());
-        assert!(!root.has_children(), "the freed child unlinked itself");
-    });
+    must_finish(
+        "self-drop of a registration owning the last node handle",
+        || {
+            let root = CancelSource::new();
+            let child = root.child();
+            let ran = Arc::new(AtomicUsize::new(0));
+            let slot = self_dropping_registration(&child.token(), ran.clone());
+            drop(child); // the registration's token now owns the child node
+            assert!(root.cancel());
+            assert_eq!(ran.load(SeqCst), 1);
+            assert!(slot.lock().unwrap().is_none());
+            assert!(!root.has_children(), "the freed child unlinked itself");
+        },
+    );
 }
 
 /// Dropping from inside the callback while another thread is the one that cancels.
@@ -385,7 +394,10 @@ fn callback_may_use_the_tree_while_it_runs() {
             // The node's lock must not be held here.
             assert!(root.has_children());
             let born = root.child();
-            assert!(born.is_cancelled(), "children of a cancelled node are born cancelled");
+            assert!(
+                born.is_cancelled(),
+                "children of a cancelled node are born cancelled"
+            );
             let mut pinned = pin!(ChildNode::new(&root));
             assert!(pinned.as_mut().link().is_cancelled());
             // Registering another callback on the cancelled node runs it inline.

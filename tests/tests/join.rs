@@ -65,7 +65,10 @@ fn join_step_by_step_counts_every_kind_of_child() {
     root.cancel(); // may wake the joiner (spuriously); it must stay pending
     assert!(poll_once(j.as_mut(), &w.waker()).is_pending());
     drop(heap);
-    assert!(poll_once(j.as_mut(), &w.waker()).is_pending(), "multi link still there");
+    assert!(
+        poll_once(j.as_mut(), &w.waker()).is_pending(),
+        "multi link still there"
+    );
     assert!(root.has_children());
     let before = w.count();
     drop(multi);
@@ -113,7 +116,11 @@ fn async_join_completes_only_after_every_child_dropped_on_another_thread() {
             })
         };
         block_on(root.join());
-        assert_eq!(alive.load(SeqCst), 0, "join completed while children were alive");
+        assert_eq!(
+            alive.load(SeqCst),
+            0,
+            "join completed while children were alive"
+        );
         assert!(!root.has_children());
         dropper.join().unwrap();
     }
@@ -125,7 +132,10 @@ fn blocking_join_completes_only_after_every_child_dropped() {
     let kids: Vec<CancelSource> = (0..10).map(|_| root.child()).collect();
     let last_drop_started = Arc::new(AtomicBool::new(false));
     root.cancel();
-    assert!(!root.wait_join_timeout(Duration::from_millis(5)), "children alive");
+    assert!(
+        !root.wait_join_timeout(Duration::from_millis(5)),
+        "children alive"
+    );
     let go = Arc::new(Barrier::new(2));
     let dropper = {
         let flag = last_drop_started.clone();

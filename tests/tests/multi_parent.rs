@@ -127,13 +127,21 @@ fn parent_already_cancelled_at_creation_gives_a_born_cancelled_node() {
         let toks: Vec<CancelToken> = parents.iter().map(|p| p.token()).collect();
         {
             let m = CancelSource::any_of(&toks);
-            assert_eq!(m.reason(), Some(Reason::Code(pos as u32)), "heap, pos {pos}");
+            assert_eq!(
+                m.reason(),
+                Some(Reason::Code(pos as u32)),
+                "heap, pos {pos}"
+            );
             assert!(m.child().is_cancelled());
         }
         {
             let mut m = pin!(AnyOf::new([&*toks[0], &*toks[1], &*toks[2]]));
             let m = m.as_mut().link();
-            assert_eq!(m.reason(), Some(Reason::Code(pos as u32)), "pinned, pos {pos}");
+            assert_eq!(
+                m.reason(),
+                Some(Reason::Code(pos as u32)),
+                "pinned, pos {pos}"
+            );
             let mut c = pin!(ChildNode::new(m));
             assert!(c.as_mut().link().is_cancelled());
         }

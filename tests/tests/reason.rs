@@ -138,7 +138,10 @@ fn error_reasons_compare_by_pointer() {
     let a2 = a.clone();
     let b = Reason::error(MyErr("x"));
     assert_eq!(a, a2, "clones share the error");
-    assert_ne!(a, b, "equal-looking but different errors are different reasons");
+    assert_ne!(
+        a, b,
+        "equal-looking but different errors are different reasons"
+    );
 
     let shared: Arc<dyn Error + Send + Sync> = Arc::new(MyErr("shared"));
     let c = Reason::from_arc(shared.clone());

@@ -101,7 +101,10 @@ fn heap_child_of_static_root() {
     assert!(!child.is_cancelled(), "cancel never goes up");
     drop(grandchild);
     drop(child);
-    assert!(!ROOT_FOR_HEAP.has_children(), "heap child unlinked from the static root");
+    assert!(
+        !ROOT_FOR_HEAP.has_children(),
+        "heap child unlinked from the static root"
+    );
 }
 
 #[test]
@@ -163,7 +166,10 @@ fn dropping_a_source_does_not_cancel() {
     drop(child);
     assert!(!tok.is_cancelled());
     root.cancel();
-    assert!(tok.is_cancelled(), "the node lives on behind the token and is still linked");
+    assert!(
+        tok.is_cancelled(),
+        "the node lives on behind the token and is still linked"
+    );
 }
 
 // ---- rule 2: dropping a child unlinks it; born cancelled ----------------------------------
@@ -182,7 +188,10 @@ fn dropping_children_unlinks_them_cancelled_or_not() {
                 h.cancel();
             }
         }
-        assert!(!root.has_children(), "children unlinked (cancel_it = {cancel_it})");
+        assert!(
+            !root.has_children(),
+            "children unlinked (cancel_it = {cancel_it})"
+        );
         assert!(!root.is_cancelled());
     }
     // Many create/drop cycles never accumulate anything under the parent.
@@ -285,9 +294,16 @@ fn wide_tree_cancel() {
     let grandkids: Vec<CancelSource> = kids.iter().step_by(10).map(|k| k.child()).collect();
     root.cancel_with(Reason::Code(8));
     assert!(kids.iter().all(|k| k.reason() == Some(Reason::Code(8))));
-    assert!(grandkids.iter().all(|k| k.reason() == Some(Reason::Code(8))));
+    assert!(
+        grandkids
+            .iter()
+            .all(|k| k.reason() == Some(Reason::Code(8)))
+    );
     drop(kids);
-    assert!(root.has_children(), "grandchildren keep their parents linked");
+    assert!(
+        root.has_children(),
+        "grandchildren keep their parents linked"
+    );
     drop(grandkids);
     assert!(!root.has_children());
 }
@@ -325,7 +341,10 @@ fn cancel_order_is_depth_first_preorder_newest_first() {
     let mut r2 = pin!(Callback::new(&root, |_: &Reason| {
         // B (newer) was visited before us, A (older) not yet.
         assert!(b_slot.lock().unwrap().as_ref().unwrap().is_cancelled());
-        assert!(!a_view.is_cancelled(), "older sibling subtree visited later");
+        assert!(
+            !a_view.is_cancelled(),
+            "older sibling subtree visited later"
+        );
         push("r2")
     }));
     assert!(r2.as_mut().register());

@@ -62,8 +62,14 @@ fn cancelled_future_of_a_descendant_inherits_the_reason() {
     assert!(poll_once(f2.as_mut(), &w.waker()).is_pending());
     ROOT.cancel_with(Reason::Code(3));
     assert_eq!(w.count(), 2);
-    assert_eq!(poll_once(f1.as_mut(), &w.waker()), Poll::Ready(Reason::Code(3)));
-    assert_eq!(poll_once(f2.as_mut(), &w.waker()), Poll::Ready(Reason::Code(3)));
+    assert_eq!(
+        poll_once(f1.as_mut(), &w.waker()),
+        Poll::Ready(Reason::Code(3))
+    );
+    assert_eq!(
+        poll_once(f2.as_mut(), &w.waker()),
+        Poll::Ready(Reason::Code(3))
+    );
 }
 
 #[test]
@@ -84,10 +90,16 @@ fn many_waiters_each_woken_exactly_once() {
     }
     assert!(node.cancel());
     assert!(!node.cancel());
-    assert!(wakers.iter().all(|w| w.count() == 1), "each woken exactly once");
+    assert!(
+        wakers.iter().all(|w| w.count() == 1),
+        "each woken exactly once"
+    );
     assert_eq!(shared.count(), N);
     for (f, w) in futs.iter_mut().zip(&wakers) {
-        assert_eq!(poll_once(f.as_mut(), &w.waker()), Poll::Ready(Reason::Requested));
+        assert_eq!(
+            poll_once(f.as_mut(), &w.waker()),
+            Poll::Ready(Reason::Requested)
+        );
     }
     drop(futs);
     assert!(wakers.iter().all(|w| w.count() == 1));
@@ -142,7 +154,10 @@ fn cancelled_is_cancel_safe_in_select() {
     }
     node.cancel_with(Reason::Code(1));
     assert_eq!(block_on(node.cancelled()), Reason::Code(1));
-    match block_on(select(Box::pin(node.cancelled()), futures::future::pending::<()>())) {
+    match block_on(select(
+        Box::pin(node.cancelled()),
+        futures::future::pending::<()>(),
+    )) {
         Either::Left((r, _)) => assert_eq!(r, Reason::Code(1)),
         Either::Right(_) => unreachable!(),
     }
@@ -175,7 +190,10 @@ fn cancelled_owned_is_static_and_works_on_another_thread() {
     for t in threads {
         assert_eq!(t.join().unwrap(), Reason::Code(99));
     }
-    assert!(!root.has_children(), "the child node went away with its last future");
+    assert!(
+        !root.has_children(),
+        "the child node went away with its last future"
+    );
 }
 
 #[test]
@@ -202,9 +220,8 @@ fn run_until_cancelled_not_cancelled_returns_ok() {
 fn run_until_cancelled_pending_future_gets_cancelled() {
     let node = Arc::new(CancelSource::new());
     let n2 = node.clone();
-    let t = thread::spawn(move || {
-        block_on(n2.run_until_cancelled(futures::future::pending::<u8>()))
-    });
+    let t =
+        thread::spawn(move || block_on(n2.run_until_cancelled(futures::future::pending::<u8>())));
     node.cancel_with(Reason::DeadlineExceeded);
     let res = t.join().unwrap();
     let err = res.unwrap_err();
@@ -224,7 +241,10 @@ fn run_until_cancelled_polls_inner_first_and_wakes_on_cancel() {
     assert!(poll_once(f.as_mut(), &w.waker()).is_pending());
     node.cancel();
     assert_eq!(w.count(), 1);
-    assert!(matches!(poll_once(f.as_mut(), &w.waker()), Poll::Ready(Err(_))));
+    assert!(matches!(
+        poll_once(f.as_mut(), &w.waker()),
+        Poll::Ready(Err(_))
+    ));
     assert_eq!(*polls.lock().unwrap(), 2);
 }
 
@@ -361,7 +381,10 @@ fn waker_that_drops_the_last_handle_of_its_node() {
         drop(task); // only the registered waker keeps the task (and so the node) alive
         assert!(root.cancel());
         assert!(*woken.lock().unwrap());
-        assert!(!root.has_children(), "the child node was freed and unlinked");
+        assert!(
+            !root.has_children(),
+            "the child node was freed and unlinked"
+        );
     });
 }
 
@@ -384,7 +407,10 @@ fn waker_that_drops_the_last_source_of_its_node() {
         drop(holder);
         // Now: the child is owned by the future's token and the holder (owned by the waker).
         assert!(root.cancel());
-        assert_eq!(poll_once(f.as_mut(), Waker::noop()), Poll::Ready(Reason::Requested));
+        assert_eq!(
+            poll_once(f.as_mut(), Waker::noop()),
+            Poll::Ready(Reason::Requested)
+        );
         drop(f);
         assert!(!root.has_children());
     });

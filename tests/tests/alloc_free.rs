@@ -1,0 +1,171 @@
+//! Rule 1 (no-alloc mode): zero heap allocations per pinned child, callback, waiter, join and
+//! multi-parent node, including linking, cancelling and unlinking.
+//!
+//! A counting `#[global_allocator]` counts only allocations made on the current thread while
+//! a thread-local flag is set, so other tests running in parallel in this binary do not
+//! disturb the count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::pin::pin;
+use std::task::Waker;
+
+use cutoff::{AnyOf, Callback, ChildNode, Node, Reason};
+use cutoff_tests::poll_once;
+
+struct Counting;
+
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note() {
+    let on = ON.try_with(Cell::get).unwrap_or(false);
+    if on {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: forwards to `System`, only adding a thread-local counter bump.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocs_in(f: impl FnOnce()) -> usize {
+    COUNT.with(|c| c.set(0));
+    ON.with(|o| o.set(true));
+    f();
+    ON.with(|o| o.set(false));
+    COUNT.with(Cell::get)
+}
+
+const N: usize = 10_000;
+
+static ROOT: Node = Node::new();
+
+#[test]
+fn the_counter_counts() {
+    assert!(allocs_in(|| drop(std::hint::black_box(Box::new(5u64)))) >= 1);
+    // Heap mode does allocate (sanity check of the harness, not a requirement).
+    let src = cutoff::CancelSource::new();
+    assert!(allocs_in(|| drop(std::hint::black_box(src.child()))) >= 1);
+}
+
+#[test]
+fn pinned_children_allocate_nothing() {
+    static MINE: Node = Node::new(); // not shared with the tests running in parallel
+    let n = allocs_in(|| {
+        for _ in 0..N {
+            let mut c = pin!(ChildNode::new(&MINE));
+            let c = c.as_mut().link();
+            let mut g = pin!(ChildNode::new(c));
+            let g = g.as_mut().link();
+            assert!(!g.is_cancelled());
+            assert!(MINE.has_children());
+        }
+    });
+    assert_eq!(n, 0, "allocations for {N} pinned children");
+    assert!(!MINE.has_children());
+}
+
+#[test]
+fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
+    let hits = &std::sync::atomic::AtomicUsize::new(0);
+    // Warm up anything lazily initialised per thread (thread handle for the runner id).
+    {
+        let mut c = pin!(ChildNode::new(&ROOT));
+        let c = c.as_mut().link();
+        let mut cb = pin!(Callback::new(c, |_: &Reason| {}));
+        cb.as_mut().register();
+        c.cancel();
+    }
+    let n = allocs_in(|| {
+        for i in 0..N {
+            let mut c = pin!(ChildNode::new(&ROOT));
+            let c = c.as_mut().link();
+            let mut cb = pin!(Callback::new(c, |r: &Reason| {
+                assert_eq!(*r, Reason::Code(1));
+                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }));
+            assert!(cb.as_mut().register());
+            let mut cb2 = pin!(Callback::new(&ROOT, |_: &Reason| {}));
+            assert!(cb2.as_mut().register());
+            if i % 2 == 0 {
+                c.cancel_with(Reason::Code(1)); // runs the callback
+                // Registering on a cancelled node runs inline: still nothing allocated.
+                let mut late = pin!(Callback::new(c, |_: &Reason| {}));
+                assert!(!late.as_mut().register());
+            }
+        }
+    });
+    assert_eq!(n, 0, "allocations for {N} pinned callbacks");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), N / 2);
+}
+
+#[test]
+fn cancelled_futures_allocate_nothing() {
+    let waker = Waker::noop();
+    let n = allocs_in(|| {
+        for i in 0..N {
+            let mut c = pin!(ChildNode::new(&ROOT));
+            let c = c.as_mut().link();
+            let mut f = pin!(c.cancelled());
+            assert!(poll_once(f.as_mut(), waker).is_pending());
+            let mut f2 = pin!(ROOT.cancelled());
+            assert!(poll_once(f2.as_mut(), waker).is_pending());
+            if i % 2 == 0 {
+                c.cancel_with(Reason::Shutdown); // wakes the waiter
+                assert!(poll_once(f.as_mut(), waker).is_ready());
+            }
+            let mut r = pin!(c.run_until_cancelled(std::future::ready(i)));
+            assert!(poll_once(r.as_mut(), waker).is_ready());
+        }
+    });
+    assert_eq!(n, 0, "allocations for {N} cancelled() futures");
+}
+
+#[test]
+fn joins_and_multi_parent_nodes_allocate_nothing() {
+    let waker = Waker::noop();
+    let other = Node::new();
+    let n = allocs_in(|| {
+        for _ in 0..N {
+            let mut c = pin!(ChildNode::new(&ROOT));
+            let c = c.as_mut().link();
+            let mut j = pin!(c.join());
+            {
+                let mut m = pin!(AnyOf::new([c, &*other]));
+                let m = m.as_mut().link();
+                assert!(poll_once(j.as_mut(), waker).is_pending());
+                c.cancel();
+                assert!(m.is_cancelled());
+            }
+            assert!(poll_once(j.as_mut(), waker).is_ready());
+        }
+    });
+    assert_eq!(n, 0, "allocations for {N} joins and AnyOf nodes");
+    assert!(!other.has_children());
+}

@@ -113,7 +113,7 @@ fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
             assert!(cb.as_mut().register());
             let mut cb2 = pin!(Callback::new(&ROOT, |_: &Reason| {}));
             assert!(cb2.as_mut().register());
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 c.cancel_with(Reason::Code(1)); // runs the callback
                 // Registering on a cancelled node runs inline: still nothing allocated.
                 let mut late = pin!(Callback::new(c, |_: &Reason| {}));
@@ -136,7 +136,7 @@ fn cancelled_futures_allocate_nothing() {
             assert!(poll_once(f.as_mut(), waker).is_pending());
             let mut f2 = pin!(ROOT.cancelled());
             assert!(poll_once(f2.as_mut(), waker).is_pending());
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 c.cancel_with(Reason::Shutdown); // wakes the waiter
                 assert!(poll_once(f.as_mut(), waker).is_ready());
             }

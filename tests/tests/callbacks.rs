@@ -22,7 +22,8 @@ fn pinned_callback_runs_once_on_the_cancelling_thread() {
     let runs = AtomicUsize::new(0);
     let ran_on: Mutex<Option<ThreadId>> = Mutex::new(None);
     let seen: Mutex<Option<Reason>> = Mutex::new(None);
-    let mut cb = pin!(Callback::new(&node, |r: &Reason| {
+    // Boxed so that `drop(cb)` below really drops the registration.
+    let mut cb = Box::pin(Callback::new(&node, |r: &Reason| {
         runs.fetch_add(1, SeqCst);
         *ran_on.lock().unwrap() = Some(thread::current().id());
         *seen.lock().unwrap() = Some(r.clone());
@@ -92,7 +93,7 @@ fn register_on_cancelled_node_runs_inline() {
     node.cancel_with(Reason::Code(4));
     let runs = AtomicUsize::new(0);
     let me = thread::current().id();
-    let mut cb = pin!(Callback::new(&node, |r: &Reason| {
+    let mut cb = Box::pin(Callback::new(&node, |r: &Reason| {
         assert_eq!(*r, Reason::Code(4));
         assert_eq!(thread::current().id(), me);
         runs.fetch_add(1, SeqCst);

@@ -98,7 +98,7 @@ fn join_waits_for_grandchildren_behind_a_dropped_child() {
 #[test]
 fn async_join_completes_only_after_every_child_dropped_on_another_thread() {
     const N: usize = 50;
-    for round in 0..20 {
+    for round in 0..20u32 {
         let root = CancelSource::new();
         let kids: Vec<CancelSource> = (0..N).map(|_| root.child()).collect();
         let alive = Arc::new(AtomicUsize::new(N));
@@ -107,7 +107,7 @@ fn async_join_completes_only_after_every_child_dropped_on_another_thread() {
             let alive = alive.clone();
             thread::spawn(move || {
                 for k in kids {
-                    if round % 2 == 0 {
+                    if round.is_multiple_of(2) {
                         thread::yield_now();
                     }
                     alive.fetch_sub(1, SeqCst); // counted before the drop starts
@@ -176,12 +176,12 @@ fn join_works_without_cancel_and_with_many_joiners() {
     let root = Arc::new(CancelSource::new());
     let child = root.child();
     let go = Arc::new(Barrier::new(5));
-    let joiners: Vec<_> = (0..4)
+    let joiners: Vec<_> = (0..4u32)
         .map(|i| {
             let (root, go) = (root.clone(), go.clone());
             thread::spawn(move || {
                 go.wait();
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     block_on(root.join())
                 } else {
                     root.wait_join()

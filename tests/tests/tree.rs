@@ -323,7 +323,7 @@ fn cancel_order_is_depth_first_preorder_newest_first() {
     assert!(a1.as_mut().register());
     let mut aa = pin!(ChildNode::new(&a)); // pinned grandchild
     let aa = aa.as_mut().link();
-    let aa_tok = &*aa;
+    let aa_tok: &Node = aa;
     let a_tok = a.token();
     let mut aa1 = pin!(Callback::new(aa, |_: &Reason| {
         // pre-order: the node and its ancestors are already cancelled

@@ -114,7 +114,7 @@ fn descendant_cancelled_implies_ancestors_cancelled() {
                 }
             });
             go.wait();
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 thread::yield_now();
             }
             root.cancel();
@@ -149,7 +149,7 @@ fn after_cancel_returns_all_descendants_cancelled() {
                             _ => &static_kids[(i + t) % 16],
                         };
                         let c = parent.child();
-                        if i % 2 == 0 {
+                        if i.is_multiple_of(2) {
                             live.lock().unwrap().push(c);
                         }
                         i += 1;

@@ -290,8 +290,8 @@ fn many_blocked_threads_all_released() {
             let root = CancelSource::new();
             let go = Arc::new(Barrier::new(9));
             let mut ts = Vec::new();
-            for i in 0..8 {
-                let tok = if i % 2 == 0 {
+            for i in 0..8u32 {
+                let tok = if i.is_multiple_of(2) {
                     root.token()
                 } else {
                     root.child().token()

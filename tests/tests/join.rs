@@ -265,3 +265,36 @@ fn join_races_with_child_drops() {
         }
     });
 }
+
+/// Joiners already waiting when the cancel walk runs (the walk wakes them; they re-register
+/// while it is still going) still finish once the children go.
+#[test]
+fn joiners_waiting_across_a_big_cancel() {
+    must_finish("joiners across cancel", || {
+        for _ in 0..20 {
+            let root = Arc::new(CancelSource::new());
+            let kids: Vec<CancelSource> = (0..5_000).map(|_| root.child()).collect();
+            let go = Arc::new(Barrier::new(3));
+            let joiners: Vec<_> = (0..2u32)
+                .map(|i| {
+                    let (root, go) = (root.clone(), go.clone());
+                    thread::spawn(move || {
+                        go.wait();
+                        if i == 0 {
+                            block_on(root.join());
+                        } else {
+                            root.wait_join();
+                        }
+                        assert!(!root.has_children());
+                    })
+                })
+                .collect();
+            go.wait();
+            root.cancel();
+            drop(kids);
+            for j in joiners {
+                j.join().unwrap();
+            }
+        }
+    });
+}

@@ -4,6 +4,8 @@
 #
 #   bash benches/compare.sh          # quick: well under a minute of measuring
 #   bash benches/compare.sh --full   # longer measurement; also rewrites docs/BENCHMARKS.md
+#   bash benches/compare.sh --full --report-only   # re-render docs/BENCHMARKS.md from the
+#                                                  # last full run (no measuring)
 #
 # Extra arguments after the mode go to criterion (e.g. a filter: `bash benches/compare.sh is_cancelled`).
 set -euo pipefail
@@ -12,15 +14,20 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 full=0
-if [[ "${1:-}" == "--full" ]]; then
-    full=1
-    shift
-fi
+report_only=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --full) full=1; shift ;;
+        --report-only) report_only=1; shift ;;
+        *) break ;;
+    esac
+done
 
 target="${CARGO_TARGET_DIR:-$root/target}"
 crit="$target/criterion"
 mem="$target/cutoff-mem.txt"
 
+if [[ $report_only == 0 ]]; then
 echo "== building (compile time is not part of the measurement)" >&2
 cargo bench -p cutoff-benches --bench compare --no-run -q 2>&1 | grep -v '^ *Executable' >&2 || true
 cargo build -q --release -p cutoff-benches --bins
@@ -40,6 +47,7 @@ echo "== memory (counting allocator)" >&2
 "$target/release/mem" --out "$mem" >&2
 echo "== measured in $(($(date +%s) - start)) s" >&2
 echo
+fi
 
 if [[ $full == 1 ]]; then
     "$target/release/report" --criterion "$crit" --mem "$mem" \

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 fn fast_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(name);
     if quick() {
-        g.warm_up_time(Duration::from_millis(150))
-            .measurement_time(Duration::from_millis(400))
-            .sample_size(15)
+        g.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600))
+            .sample_size(20)
             .nresamples(2_000);
     } else {
         g.warm_up_time(Duration::from_millis(500))
@@ -40,8 +40,8 @@ fn heavy_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallT
     let mut g = c.benchmark_group(name);
     g.sampling_mode(SamplingMode::Flat);
     if quick() {
-        g.warm_up_time(Duration::from_millis(40))
-            .measurement_time(Duration::from_millis(120))
+        g.warm_up_time(Duration::from_millis(50))
+            .measurement_time(Duration::from_millis(200))
             .sample_size(10)
             .nresamples(2_000);
     } else {

@@ -371,7 +371,7 @@ fn vs_floor(d: &Data) -> Vec<FloorRow> {
             cutoff: d.t(c, per),
             tokio: d.t(t, per),
             floor: d.t(f, per),
-            floor_name: f.rsplit_once('/').map_or(f, |x| x.1).to_string(),
+            floor_name: f.split('/').nth(1).unwrap_or(f).to_string(),
             goal,
         })
     };

@@ -16,6 +16,7 @@ mod inner {
     pub(crate) fn relax(_spins: &mut u32) {
         loom::thread::yield_now();
     }
+    pub(crate) use loom::thread_local;
     pub(crate) type ThreadId = loom::thread::ThreadId;
     pub(crate) fn current_thread() -> ThreadId {
         loom::thread::current().id()
@@ -66,6 +67,8 @@ mod inner {
         core::hint::spin_loop();
     }
 
+    #[cfg(feature = "std")]
+    pub(crate) use std::thread_local;
     #[cfg(feature = "std")]
     pub(crate) type ThreadId = std::thread::ThreadId;
     #[cfg(feature = "std")]

@@ -166,9 +166,13 @@ impl Node {
     /// holds at most one node lock at a time and none while callbacks or wakers run. Order:
     /// depth first, each node before its entries, newest entry first.
     ///
-    /// When this call returns `true`, every descendant it reached reports cancelled and every
-    /// callback it reached has run. A part of the subtree that was already cancelled by another
-    /// call is finished by that call.
+    /// When this call returns, whether it won (`true`) or lost (`false`), every descendant
+    /// reports cancelled: if another thread is still cancelling this node or a part of the
+    /// subtree, this call waits for it to finish. The one exception is a call made from inside
+    /// a callback or waker that a cancellation is running on this same thread (that
+    /// cancellation may be the one it would wait for); it returns without waiting. Without
+    /// `std` there is no thread identity, so calls never wait, and a part of the subtree being
+    /// cancelled by another call is finished by that call.
     ///
     /// # Panics
     ///
@@ -180,6 +184,8 @@ impl Node {
         self.lock();
         if self.state.load(Relaxed) & CANCELLED != 0 {
             self.unlock();
+            // Someone else won; let them finish the subtree before we report back.
+            crate::walk::wait_walk(self, 0);
             return false;
         }
         // SAFETY: we hold the lock and CANCELLED is clear: nobody reads or writes the reason.
@@ -218,6 +224,18 @@ impl Node {
         self.state.fetch_and(!LOCKED, Release);
     }
 
+    /// Unlock and clear walker flags in the same `Release` operation.
+    #[inline]
+    pub(crate) fn unlock_clearing(&self, flags: usize) {
+        self.state.fetch_and(!(LOCKED | flags), Release);
+    }
+
+    /// Current state word with `Acquire`.
+    #[inline]
+    pub(crate) fn state_acquire(&self) -> usize {
+        self.state.load(Acquire)
+    }
+
     /// Current state word (`Relaxed`; use under the lock).
     #[inline]
     pub(crate) fn state_relaxed(&self) -> usize {
@@ -241,7 +259,18 @@ impl Node {
     pub(crate) unsafe fn publish_cancel(&self, reason: Reason) {
         // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
         self.reason.with_mut(|p| unsafe { *p = Some(reason) });
-        self.state.fetch_or(CANCELLED, Release);
+        self.state.fetch_or(CANCELLED | WALKING, Release);
+    }
+
+    /// Write the reason and set `CANCELLED` on a node that will never be walked (born
+    /// cancelled: nothing is linked to it).
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively and `CANCELLED` is clear.
+    pub(crate) unsafe fn publish_born_cancelled(&self, reason: Reason) {
+        // SAFETY: invariant 2: exclusive access.
+        self.reason.with_mut(|p| unsafe { *p = Some(reason) });
+        self.state.fetch_or(CANCELLED | INIT, Release);
     }
 
     /// Clone the reason.
@@ -298,8 +327,7 @@ impl Node {
             let reason = unsafe { self.reason_unchecked() };
             self.unlock();
             // SAFETY: the child is exclusively ours and not cancelled yet.
-            unsafe { child.publish_cancel(reason) };
-            child.set_flags(INIT);
+            unsafe { child.publish_born_cancelled(reason) };
             return false;
         }
         // The child is still exclusively ours (nobody can reach it before the push below), so
@@ -414,14 +442,26 @@ impl Node {
         }
     }
 
-    /// Take a reference if this is a heap node (pinned nodes have a zero count). Lock held.
+    /// Before running user code on this node's entries, the walker takes one reference on it
+    /// if it is a heap node (pinned nodes have a zero count) and has none yet. Lock held.
     #[cfg(feature = "alloc")]
-    pub(crate) fn ref_inc_if_heap(&self) -> bool {
-        if self.state.load(Relaxed) & REF_MASK == 0 {
-            return false;
+    pub(crate) fn hold_for_walker(&self) {
+        let st = self.state.load(Relaxed);
+        if st & REF_MASK == 0 || st & WALKER_REF != 0 {
+            return;
         }
-        self.ref_inc();
-        true
+        self.state.fetch_add(REF_ONE | WALKER_REF, Relaxed);
+    }
+
+    /// The walker was handed one reference on this node (freeing the child it came from).
+    /// Record it as the walker's reference, or drop it if the walker already holds one.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn adopt_walker_ref(&self) {
+        let old = self.state.fetch_or(WALKER_REF, Relaxed);
+        if old & WALKER_REF != 0 {
+            let last = self.ref_dec();
+            debug_assert!(!last, "the walker's own reference keeps the node alive");
+        }
     }
 
     /// Drop one reference unless it is the last; returns `true` (and keeps it) if it is.

@@ -8,7 +8,8 @@
 //!                                                   | | | | `------- COUNTED_PARENT
 //!                                                   | | | `--------- MULTI (several parents)
 //!                                                   | | `----------- JOINERS (join waiters linked)
-//!                                                   `-`------------- reserved
+//!                                                   | `------------- WALKING (subtree walk running)
+//!                                                   `--------------- WALKER_REF (walker holds a ref)
 //! ```
 //!
 //! `CANCELLED` is set once and never cleared. `LOCKED` guards the node's entry list and its
@@ -27,6 +28,10 @@ pub(crate) const COUNTED_PARENT: usize = 1 << 3;
 pub(crate) const MULTI: usize = 1 << 4;
 /// At least one join waiter has been linked since the list was last scanned for them.
 pub(crate) const JOINERS: usize = 1 << 5;
+/// The walker that cancelled this node has not finished its subtree yet (walk.rs).
+pub(crate) const WALKING: usize = 1 << 6;
+/// The walker holds one reference on this heap node (walk.rs).
+pub(crate) const WALKER_REF: usize = 1 << 7;
 
 /// One reference in the reference-count field.
 #[cfg(feature = "alloc")]

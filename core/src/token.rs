@@ -91,42 +91,61 @@ unsafe fn release(ptr: NonNull<Node>) {
 
 /// Free a heap node with no references left, then release its parent(s), iteratively.
 ///
+/// Single-parent chains are climbed in a loop without allocating; the extra parents of
+/// multi-parent nodes go on a local work list, so no shape of graph makes this recurse.
+///
 /// # Safety
 /// `ptr` is a heap node whose count reached zero.
-unsafe fn free_chain(mut ptr: NonNull<Node>) {
+unsafe fn free_chain(ptr: NonNull<Node>) {
+    let mut pending: Vec<NonNull<Node>> = Vec::new();
+    let mut next = Some(ptr);
     loop {
+        let Some(ptr) = next.take() else {
+            match pending.pop() {
+                // SAFETY: we owned a reference on `p` (taken from a freed link).
+                Some(p) if unsafe { p.as_ref() }.ref_dec() => next = Some(p),
+                Some(_) => {}
+                None => return,
+            }
+            continue;
+        };
         // SAFETY: no references remain, so we own the node.
         let node = unsafe { ptr.as_ref() };
         // SAFETY: we own it; parents are alive (we still hold their references).
         unsafe { node.unlink_from_parents() };
-        let mut next = None;
+        let mut parent = None;
         if node.is_multi() {
             let first = node.parent_ptr().cast::<LinkEntry>();
-            if !first.is_null() {
-                // SAFETY: a heap multi node owns a boxed slice of its links.
-                let n = unsafe { any_of::count(first) };
-                // SAFETY: allocated as a `Box<[LinkEntry]>` of length `n` in `any_of`.
-                let links: Box<[LinkEntry]> = unsafe {
-                    Box::from_raw(core::ptr::slice_from_raw_parts_mut(first.cast_mut(), n))
-                };
-                for l in links.iter() {
-                    if l.is_counted() {
-                        // Recursion only through multi-parent nodes, one level per such node.
-                        // SAFETY: the link owned this reference.
-                        unsafe { release(NonNull::new_unchecked(l.parent().cast_mut())) };
-                    }
-                }
+            // SAFETY: a heap multi node owns a boxed slice of its links.
+            let links = unsafe { take_links(first) };
+            for l in links.iter().filter(|l| l.is_counted()) {
+                // SAFETY: links of a heap node point at live heap parents.
+                pending.push(unsafe { NonNull::new_unchecked(l.parent().cast_mut()) });
             }
         } else if node.has_counted_parent() {
-            next = NonNull::new(node.parent_ptr().cast::<Node>().cast_mut());
+            parent = NonNull::new(node.parent_ptr().cast::<Node>().cast_mut());
         }
         // SAFETY: allocated by `new_heap`, no references remain, unlinked.
         drop(unsafe { Box::from_raw(ptr.as_ptr()) });
-        match next {
+        if let Some(p) = parent {
             // SAFETY: we owned the reference the child held on its parent.
-            Some(p) if unsafe { p.as_ref() }.ref_dec() => ptr = p,
-            _ => return,
+            if unsafe { p.as_ref() }.ref_dec() {
+                next = Some(p);
+            }
         }
+    }
+}
+
+/// Take back the boxed link slice of a heap multi-parent node.
+///
+/// # Safety
+/// `first` is the first link of a heap multi-parent node, allocated in `any_of`, whose links
+/// are all detached.
+unsafe fn take_links(first: *const LinkEntry) -> Box<[LinkEntry]> {
+    // SAFETY: the caller's contract; `count` walks to the link flagged last.
+    unsafe {
+        let n = any_of::count(first);
+        Box::from_raw(core::ptr::slice_from_raw_parts_mut(first.cast_mut(), n))
     }
 }
 
@@ -145,11 +164,8 @@ pub(crate) unsafe fn free_walked(ptr: *const Node, from: *const crate::list::Ent
     let mut took = false;
     if node.is_multi() {
         let first = node.parent_ptr().cast::<LinkEntry>();
-        // SAFETY: a heap multi node owns a boxed slice of its links.
-        let n = unsafe { any_of::count(first) };
-        // SAFETY: allocated as a `Box<[LinkEntry]>` of length `n` in `any_of`.
-        let links: Box<[LinkEntry]> =
-            unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(first.cast_mut(), n)) };
+        // SAFETY: a heap multi node owns a boxed slice of its links, all detached above.
+        let links = unsafe { take_links(first) };
         for l in links.iter() {
             if l.is_counted() {
                 if core::ptr::eq((l as *const LinkEntry).cast(), from) {

@@ -4,6 +4,21 @@
 //! and whether that node is locked; the way back up is stored in the tree itself (the current
 //! node's parent pointer, or for a multi-parent node the link it was entered through), and every
 //! node on the path is pinned by its `TAKEN` entry (node.rs invariant 4).
+//!
+//! Two state bits belong to the walker of a node:
+//!
+//! * `WALKING` is set together with `CANCELLED` and cleared (with `Release`, in the unlock)
+//!   when the walker leaves the node for good, after everything below it is cancelled. A
+//!   `cancel()` that loses the race, or a walker that meets a child someone else is walking,
+//!   waits for it to clear, so that "once `cancel()` returns, every descendant reports
+//!   cancelled" holds. It does not wait when its own thread is already inside a walk (a callback
+//!   cancelling something): that walk could be the one it would wait for. Waits only ever point
+//!   down the tree (a DAG, since parents are older than children), so walkers cannot wait on each
+//!   other in a cycle. Without `std` there is no thread identity, so nobody waits.
+//! * `WALKER_REF` records that the walker holds one reference on a heap node (taken before the
+//!   first callback or wake-up runs on it), so user code that drops the node's last handle does
+//!   not free it under the walker. If that reference turns out to be the last one when the walker
+//!   climbs out, the walker frees the node itself and takes over its reference on the parent.
 #![allow(unsafe_code)]
 
 use core::ptr;
@@ -11,7 +26,7 @@ use core::ptr;
 use crate::any_of::LinkEntry;
 use crate::list::{Entry, Kind};
 use crate::node::Node;
-use crate::state::CANCELLED;
+use crate::state::{CANCELLED, WALKER_REF, WALKING};
 
 pub(crate) struct Walk<'a> {
     root: &'a Node,
@@ -19,11 +34,6 @@ pub(crate) struct Walk<'a> {
     /// `cur` is locked by us.
     held: bool,
     done: bool,
-    /// We hold the last reference to `cur`, a heap node whose handles were all dropped by a
-    /// callback while we walked it. Its list is then empty, so the next step climbs out of it
-    /// and frees it.
-    #[cfg(feature = "alloc")]
-    owns_cur: bool,
     #[cfg(feature = "std")]
     panic: Option<alloc::boxed::Box<dyn core::any::Any + Send + 'static>>,
 }
@@ -40,6 +50,7 @@ impl Drop for Finish<'_, '_> {
             self.0.held = false;
             self.0.steps();
         }
+        nesting::leave();
     }
 }
 
@@ -51,14 +62,13 @@ impl<'a> Walk<'a> {
             cur: root,
             held: true,
             done: false,
-            #[cfg(feature = "alloc")]
-            owns_cur: false,
             #[cfg(feature = "std")]
             panic: None,
         }
     }
 
     pub(crate) fn run(mut self) {
+        nesting::enter();
         {
             let finish = Finish(&mut self);
             finish.0.steps();
@@ -94,31 +104,35 @@ impl<'a> Walk<'a> {
             // SAFETY: we hold `cur`'s lock.
             let popped = unsafe { cur.list().pop_front() };
             let Some(e) = popped else {
+                #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
+                let st = cur.state_relaxed();
                 if ptr::eq(cur, self.root) {
-                    // The root is borrowed by our caller, who holds a reference if it is on the
-                    // heap, so ours is never the last one.
+                    cur.unlock_clearing(WALKING | WALKER_REF);
+                    // The root is borrowed by our caller, who holds a reference if it is on
+                    // the heap, so ours is never the last one.
                     #[cfg(feature = "alloc")]
-                    if self.owns_cur {
-                        self.owns_cur = false;
+                    if st & WALKER_REF != 0 {
                         cur.ref_dec_unless_last();
                     }
-                    cur.unlock();
                     self.done = true;
                     return;
                 }
                 let (from, up) = incoming(cur);
-                cur.unlock();
+                cur.unlock_clearing(WALKING | WALKER_REF);
                 #[cfg(feature = "alloc")]
-                if self.owns_cur {
+                if st & WALKER_REF != 0 && cur.ref_dec_unless_last() {
                     // Nobody else can reach `cur`: release our entry, free it, and take over
-                    // its reference on `up` (freeing `up` here would wait on our own TAKEN
+                    // its reference on `up` (a drop of `up` here would wait on our own TAKEN
                     // entry).
                     Node::release_entry(from);
-                    // SAFETY: we own the last reference; the entry we came through is released.
+                    // SAFETY: we own the last reference; its list is empty (every entry
+                    // implies a reference); the entry we came through is released.
                     let took = unsafe { crate::token::free_walked(self.cur, from) };
+                    if took {
+                        // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
+                        unsafe { (*up).adopt_walker_ref() };
+                    }
                     self.cur = up;
-                    // SAFETY: `up` is alive: we hold its TAKEN entry or it is the root.
-                    self.owns_cur = took && unsafe { (*up).ref_dec_unless_last() };
                     continue;
                 }
                 // After this store `cur` may be freed; we never touch it again.
@@ -138,8 +152,10 @@ impl<'a> Walk<'a> {
                     let target = unsafe { &*target };
                     let st = target.lock();
                     if st & CANCELLED != 0 {
-                        // Someone else cancelled it and walks it (invariant 5).
+                        // Someone else cancelled it and walks it (invariant 5). Wait for them
+                        // to finish while our TAKEN entry keeps the target alive.
                         target.unlock();
+                        wait_walk(target, 1);
                         Node::release_entry(e);
                         continue;
                     }
@@ -156,21 +172,15 @@ impl<'a> Walk<'a> {
                     unsafe { crate::callback::prepare(e) };
                     // SAFETY: `cur` is cancelled and locked.
                     let reason = unsafe { cur.reason_unchecked() };
-                    // A callback may drop the last handle of a heap `cur` (for example by
-                    // dropping its own `OnCancel`). Hold a reference across the call so the
-                    // node is not freed under us; if ours turns out to be the last, we free it
-                    // when we climb out.
                     #[cfg(feature = "alloc")]
-                    let guard = cur.ref_inc_if_heap();
+                    cur.hold_for_walker();
                     cur.unlock();
                     // SAFETY: `e` is a TAKEN callback entry; `run` releases it.
                     self.call_user(|| unsafe { crate::callback::run(e, &reason) });
-                    #[cfg(feature = "alloc")]
-                    if guard && cur.ref_dec_unless_last() {
-                        self.owns_cur = true;
-                    }
                 }
                 Kind::Waiter | Kind::Join => {
+                    #[cfg(feature = "alloc")]
+                    cur.hold_for_walker();
                     cur.unlock();
                     // SAFETY: `e` is a TAKEN waiter entry.
                     let waker = unsafe { crate::wait::take_waker(e) };
@@ -181,6 +191,54 @@ impl<'a> Walk<'a> {
                 }
             }
         }
+    }
+}
+
+/// Wait until nobody walks `node` any more, unless this thread is inside a walk other than
+/// the caller's own (`own` is 1 when called by a walker, 0 otherwise).
+pub(crate) fn wait_walk(node: &Node, own: u32) {
+    if !nesting::may_wait(own) {
+        return;
+    }
+    let mut spins = 0;
+    while node.state_acquire() & WALKING != 0 {
+        crate::loom::relax(&mut spins);
+    }
+}
+
+/// Per-thread count of walks in progress, so a walk started from inside a callback never waits
+/// for another walk (which could be the one running that callback).
+mod nesting {
+    #[cfg(any(loom, feature = "std"))]
+    crate::loom::thread_local! {
+        static DEPTH: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    }
+
+    #[cfg(any(loom, feature = "std"))]
+    pub(super) fn enter() {
+        DEPTH.with(|d| d.set(d.get() + 1));
+    }
+
+    #[cfg(any(loom, feature = "std"))]
+    pub(super) fn leave() {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+
+    #[cfg(any(loom, feature = "std"))]
+    pub(super) fn may_wait(own: u32) -> bool {
+        DEPTH.with(|d| d.get() <= own)
+    }
+
+    #[cfg(not(any(loom, feature = "std")))]
+    pub(super) fn enter() {}
+
+    #[cfg(not(any(loom, feature = "std")))]
+    pub(super) fn leave() {}
+
+    /// Without thread identity we cannot tell a nested walk from an independent one.
+    #[cfg(not(any(loom, feature = "std")))]
+    pub(super) fn may_wait(_own: u32) -> bool {
+        false
     }
 }
 
@@ -200,10 +258,7 @@ fn target_of(e: *const Entry, kind: Kind) -> *const Node {
     match kind {
         Kind::Child => {
             // SAFETY: a Child entry is the `entry` field of a Node.
-            unsafe {
-                e.byte_sub(core::mem::offset_of!(Node, entry))
-                    .cast::<Node>()
-            }
+            unsafe { e.byte_sub(core::mem::offset_of!(Node, entry)).cast::<Node>() }
         }
         // SAFETY: a Link entry is the first field of a `#[repr(C)]` LinkEntry.
         _ => unsafe { (*e.cast::<LinkEntry>()).target() },

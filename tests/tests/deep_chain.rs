@@ -175,7 +175,6 @@ deep_test! {
 }
 
 deep_test! {
-    #[ignore = "core bug: token.rs free_chain recurses through release() once per multi-parent node; overflows a 2 MiB stack"]
     /// Chain of single-parent `any_of` nodes, root handles dropped first: the last handle's
     /// drop frees the whole chain and must not recurse.
     fn any_of_chain_drop_root_first() {

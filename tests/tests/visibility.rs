@@ -180,7 +180,6 @@ fn after_cancel_returns_all_descendants_cancelled() {
 /// when the root's `cancel()` runs. When the root's `cancel()` returns `true`, the statement
 /// still says every descendant reports cancelled, including the part the other call walks.
 #[test]
-#[ignore = "core bug: Node::cancel_with returns while another caller's walk of an already-cancelled subtree is still in flight (rule 11c)"]
 fn after_cancel_returns_descendants_cancelled_by_a_concurrent_walk_too() {
     for _ in 0..50 {
         let root = CancelSource::new();
@@ -207,7 +206,6 @@ fn after_cancel_returns_descendants_cancelled_by_a_concurrent_walk_too() {
 /// (c) for the losing caller: `cancel()` returns `false` because another call is cancelling
 /// the same node; descendants must still all report cancelled when it returns.
 #[test]
-#[ignore = "core bug: a losing cancel() returns false at once while the winner is still walking the subtree (rule 11c)"]
 fn after_losing_cancel_returns_descendants_cancelled() {
     for _ in 0..50 {
         let root = Arc::new(CancelSource::new());

@@ -354,7 +354,6 @@ fn concurrent_cancels_wake_each_waiter_once() {
 /// task, the task owns an `OwnedCancellation`, and that future's token is the node's last
 /// handle (a task whose executor already let go of it, woken one last time).
 #[test]
-#[ignore = "core bug: walk.rs Waiter branch holds no reference across wake(); dropping the walked node's last handle spins forever in Node::detach"]
 fn waker_that_drops_the_last_handle_of_its_node() {
     struct Task {
         fut: Mutex<Option<Pin<Box<OwnedCancellation>>>>,

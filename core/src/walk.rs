@@ -258,7 +258,10 @@ fn target_of(e: *const Entry, kind: Kind) -> *const Node {
     match kind {
         Kind::Child => {
             // SAFETY: a Child entry is the `entry` field of a Node.
-            unsafe { e.byte_sub(core::mem::offset_of!(Node, entry)).cast::<Node>() }
+            unsafe {
+                e.byte_sub(core::mem::offset_of!(Node, entry))
+                    .cast::<Node>()
+            }
         }
         // SAFETY: a Link entry is the first field of a `#[repr(C)]` LinkEntry.
         _ => unsafe { (*e.cast::<LinkEntry>()).target() },

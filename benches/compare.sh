@@ -26,6 +26,8 @@ done
 target="${CARGO_TARGET_DIR:-$root/target}"
 crit="$target/criterion"
 mem="$target/cutoff-mem.txt"
+paired="$target/cutoff-paired.txt"
+envf="$target/cutoff-env.txt"
 
 if [[ $report_only == 0 ]]; then
 echo "== building (compile time is not part of the measurement)" >&2
@@ -33,11 +35,20 @@ cargo bench -p cutoff-benches --bench compare --no-run -q 2>&1 | grep -v '^ *Exe
 cargo build -q --release -p cutoff-benches --bins
 
 # Start from a clean slate so a stale result can never be reported as this run's.
-rm -rf "$crit"/{is_cancelled,is_cancelled_threads,child_create_drop,child_create_drop_threads,fanout_cancel,chain_cancel,wake} "$mem"
+rm -rf "$crit"/{is_cancelled,is_cancelled_threads,child_create_drop,child_create_drop_threads,fanout_cancel,chain_cancel,wake} "$mem" "$paired"
+
+# What else is running: on a shared 2-core VM this decides how far the numbers can be trusted.
+{
+    echo "loadavg: $(cat /proc/loadavg)"
+    a=($(awk '/^cpu /{print $5, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)); sleep 3
+    b=($(awk '/^cpu /{print $5, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat))
+    echo "cpu idle over 3 s before the run: $(( 100 * (b[0] - a[0]) / (b[1] - a[1] + 1) ))%"
+    ps -eo pcpu,etime,comm --sort=-pcpu | head -6
+} > "$envf" 2>/dev/null || true
 
 start=$(date +%s)
 if [[ $full == 1 ]]; then
-    echo "== criterion, full settings (about 3-4 minutes)" >&2
+    echo "== criterion, full settings (about 1.5 minutes)" >&2
     cargo bench -q -p cutoff-benches --bench compare -- "$@" >&2
 else
     echo "== criterion, quick settings (CUTOFF_BENCH_QUICK=1)" >&2
@@ -45,14 +56,16 @@ else
 fi
 echo "== memory (counting allocator)" >&2
 "$target/release/mem" --out "$mem" >&2
+echo "== paired cross-check (alternating batches)" >&2
+"$target/release/paired" --out "$paired" --rounds "$([[ $full == 1 ]] && echo 61 || echo 21)" >&2
 echo "== measured in $(($(date +%s) - start)) s" >&2
 echo
 fi
 
 if [[ $full == 1 ]]; then
-    "$target/release/report" --criterion "$crit" --mem "$mem" \
+    "$target/release/report" --criterion "$crit" --mem "$mem" --paired "$paired" --env "$envf" \
         --markdown "$root/docs/BENCHMARKS.md" --notes "$root/benches/NOTES.md" \
         --command "bash benches/compare.sh --full"
 else
-    "$target/release/report" --criterion "$crit" --mem "$mem"
+    "$target/release/report" --criterion "$crit" --mem "$mem" --paired "$paired"
 fi

@@ -5,17 +5,16 @@
 //! so `src/bin/report.rs` can pair them. `CUTOFF_BENCH_QUICK=1` shrinks the measurement times.
 
 use std::hint::black_box;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Context;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main,
     measurement::WallTime,
 };
 use cutoff::{CancelSource, ChildNode, Node};
-use cutoff_benches::{CHAIN, CountingWaker, FANOUT, WAITERS, quick, run_threads};
+use cutoff_benches::{CHAIN, FANOUT, WAITERS, bodies, quick, run_threads};
 use tokio_util::sync::CancellationToken;
 
 /// Settings for cheap, per-operation benchmarks.
@@ -212,61 +211,15 @@ fn child_create_drop_threads(c: &mut Criterion) {
 
 fn fanout_cancel(c: &mut Criterion) {
     let mut g = heavy_group(c, "fanout_cancel");
-
     g.bench_function(BenchmarkId::new("cutoff_heap", FANOUT), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let root = CancelSource::new();
-                let kids: Vec<CancelSource> = (0..FANOUT).map(|_| root.child()).collect();
-                let t = Instant::now();
-                root.cancel();
-                total += t.elapsed();
-                assert!(kids[0].is_cancelled() && kids[FANOUT - 1].is_cancelled());
-                drop(kids);
-            }
-            total
-        })
+        b.iter_custom(bodies::cutoff_fanout_heap)
     });
-
+    // The children's boxes are setup: a pinned child allocates nothing itself.
     g.bench_function(BenchmarkId::new("cutoff_pinned", FANOUT), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let root = CancelSource::new();
-                // The boxes are setup (a pinned child allocates nothing itself).
-                let kids: Vec<Pin<Box<ChildNode<'_>>>> = (0..FANOUT)
-                    .map(|_| {
-                        let mut k = Box::pin(ChildNode::new(&root));
-                        k.as_mut().link();
-                        k
-                    })
-                    .collect();
-                let t = Instant::now();
-                root.cancel();
-                total += t.elapsed();
-                assert!(kids[0].as_ref().get().is_some_and(|n| n.is_cancelled()));
-                drop(kids);
-            }
-            total
-        })
+        b.iter_custom(bodies::cutoff_fanout_pinned)
     });
-
     g.bench_function(BenchmarkId::new("tokio_util", FANOUT), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let root = CancellationToken::new();
-                let kids: Vec<CancellationToken> =
-                    (0..FANOUT).map(|_| root.child_token()).collect();
-                let t = Instant::now();
-                root.cancel();
-                total += t.elapsed();
-                assert!(kids[0].is_cancelled() && kids[FANOUT - 1].is_cancelled());
-                drop(kids);
-            }
-            total
-        })
+        b.iter_custom(bodies::tokio_fanout)
     });
     g.finish();
 }
@@ -275,45 +228,11 @@ fn fanout_cancel(c: &mut Criterion) {
 
 fn chain_cancel(c: &mut Criterion) {
     let mut g = heavy_group(c, "chain_cancel");
-
     g.bench_function(BenchmarkId::new("cutoff_heap", CHAIN), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut chain = Vec::with_capacity(CHAIN + 1);
-                chain.push(CancelSource::new());
-                for i in 0..CHAIN {
-                    let next = chain[i].child();
-                    chain.push(next);
-                }
-                let t = Instant::now();
-                chain[0].cancel();
-                total += t.elapsed();
-                assert!(chain[CHAIN].is_cancelled());
-                drop(chain);
-            }
-            total
-        })
+        b.iter_custom(bodies::cutoff_chain)
     });
-
     g.bench_function(BenchmarkId::new("tokio_util", CHAIN), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut chain = Vec::with_capacity(CHAIN + 1);
-                chain.push(CancellationToken::new());
-                for i in 0..CHAIN {
-                    let next = chain[i].child_token();
-                    chain.push(next);
-                }
-                let t = Instant::now();
-                chain[0].cancel();
-                total += t.elapsed();
-                assert!(chain[CHAIN].is_cancelled());
-                drop(chain);
-            }
-            total
-        })
+        b.iter_custom(bodies::tokio_chain)
     });
     g.finish();
 }
@@ -322,68 +241,16 @@ fn chain_cancel(c: &mut Criterion) {
 
 fn wake(c: &mut Criterion) {
     let mut g = heavy_group(c, "wake");
-    let (counter, waker) = CountingWaker::new();
-    let mut cx = Context::from_waker(&waker);
-
+    // Futures are boxed and polled once with a counting `Arc` waker in setup.
     g.bench_function(BenchmarkId::new("cutoff_token", WAITERS), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let source = CancelSource::new();
-                let token = source.token();
-                let mut futs: Vec<Pin<Box<_>>> =
-                    (0..WAITERS).map(|_| Box::pin(token.cancelled())).collect();
-                for f in &mut futs {
-                    assert!(f.as_mut().poll(&mut cx).is_pending());
-                }
-                counter.reset();
-                let t = Instant::now();
-                source.cancel();
-                total += t.elapsed();
-                assert_eq!(counter.count(), WAITERS);
-                drop(futs);
-            }
-            total
-        })
+        b.iter_custom(bodies::cutoff_wake)
     });
-
     g.bench_function(BenchmarkId::new("tokio_util", WAITERS), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let token = CancellationToken::new();
-                let mut futs: Vec<Pin<Box<_>>> =
-                    (0..WAITERS).map(|_| Box::pin(token.cancelled())).collect();
-                for f in &mut futs {
-                    assert!(f.as_mut().poll(&mut cx).is_pending());
-                }
-                counter.reset();
-                let t = Instant::now();
-                token.cancel();
-                total += t.elapsed();
-                assert_eq!(counter.count(), WAITERS);
-                drop(futs);
-            }
-            total
-        })
+        b.iter_custom(bodies::tokio_wake)
     });
-
     // Floor: the wakers alone (clone in setup, `wake()` timed), what any design must pay.
     g.bench_function(BenchmarkId::new("floor_waker_wake", WAITERS), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let wakers: Vec<_> = (0..WAITERS).map(|_| waker.clone()).collect();
-                counter.reset();
-                let t = Instant::now();
-                for w in wakers {
-                    w.wake();
-                }
-                total += t.elapsed();
-                assert_eq!(counter.count(), WAITERS);
-            }
-            total
-        })
+        b.iter_custom(bodies::floor_wake)
     });
     g.finish();
 }

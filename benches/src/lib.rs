@@ -100,3 +100,199 @@ pub const FANOUT: usize = 100_000;
 pub const CHAIN: usize = 10_000;
 /// Number of waiters in the wake benchmark.
 pub const WAITERS: usize = 1_000;
+
+/// The timed bodies shared by the criterion benchmarks and the `paired` cross-check: each
+/// runs `iters` iterations and returns only the time of the measured part.
+pub mod bodies {
+    use std::hint::black_box;
+    use std::pin::{Pin, pin};
+    use std::task::Context;
+    use std::time::{Duration, Instant};
+
+    use cutoff::{CancelSource, ChildNode};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{CHAIN, CountingWaker, FANOUT, WAITERS};
+
+    /// `parent.child()` + drop, `iters` times.
+    pub fn cutoff_child_heap(parent: &CancelSource, iters: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..iters {
+            black_box(parent.child());
+        }
+        t.elapsed()
+    }
+
+    /// Pinned child create + link + drop, `iters` times.
+    pub fn cutoff_child_pinned(parent: &CancelSource, iters: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..iters {
+            let mut c = pin!(ChildNode::new(black_box(parent)));
+            black_box(c.as_mut().link());
+        }
+        t.elapsed()
+    }
+
+    /// tokio-util `child_token()` + drop, `iters` times.
+    pub fn tokio_child(parent: &CancellationToken, iters: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..iters {
+            black_box(parent.child_token());
+        }
+        t.elapsed()
+    }
+
+    /// Cancel a root with [`FANOUT`] live heap children; only the cancel is timed.
+    pub fn cutoff_fanout_heap(iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let root = CancelSource::new();
+            let kids: Vec<CancelSource> = (0..FANOUT).map(|_| root.child()).collect();
+            let t = Instant::now();
+            root.cancel();
+            total += t.elapsed();
+            assert!(kids[0].is_cancelled() && kids[FANOUT - 1].is_cancelled());
+            drop(kids);
+        }
+        total
+    }
+
+    /// Cancel a root with [`FANOUT`] live pinned children (boxed in setup); only the cancel
+    /// is timed.
+    pub fn cutoff_fanout_pinned(iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let root = CancelSource::new();
+            let kids: Vec<Pin<Box<ChildNode<'_>>>> = (0..FANOUT)
+                .map(|_| {
+                    let mut k = Box::pin(ChildNode::new(&root));
+                    k.as_mut().link();
+                    k
+                })
+                .collect();
+            let t = Instant::now();
+            root.cancel();
+            total += t.elapsed();
+            assert!(kids[0].as_ref().get().is_some_and(|n| n.is_cancelled()));
+            drop(kids);
+        }
+        total
+    }
+
+    /// Cancel a tokio-util root with [`FANOUT`] live children; only the cancel is timed.
+    pub fn tokio_fanout(iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let root = CancellationToken::new();
+            let kids: Vec<CancellationToken> = (0..FANOUT).map(|_| root.child_token()).collect();
+            let t = Instant::now();
+            root.cancel();
+            total += t.elapsed();
+            assert!(kids[0].is_cancelled() && kids[FANOUT - 1].is_cancelled());
+            drop(kids);
+        }
+        total
+    }
+
+    /// Cancel the root of a [`CHAIN`]-deep heap chain; only the cancel is timed.
+    pub fn cutoff_chain(iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let mut chain = Vec::with_capacity(CHAIN + 1);
+            chain.push(CancelSource::new());
+            for i in 0..CHAIN {
+                let next = chain[i].child();
+                chain.push(next);
+            }
+            let t = Instant::now();
+            chain[0].cancel();
+            total += t.elapsed();
+            assert!(chain[CHAIN].is_cancelled());
+            drop(chain);
+        }
+        total
+    }
+
+    /// Cancel the root of a [`CHAIN`]-deep tokio-util chain; only the cancel is timed.
+    pub fn tokio_chain(iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let mut chain = Vec::with_capacity(CHAIN + 1);
+            chain.push(CancellationToken::new());
+            for i in 0..CHAIN {
+                let next = chain[i].child_token();
+                chain.push(next);
+            }
+            let t = Instant::now();
+            chain[0].cancel();
+            total += t.elapsed();
+            assert!(chain[CHAIN].is_cancelled());
+            drop(chain);
+        }
+        total
+    }
+
+    /// Cancel a node with [`WAITERS`] `cancelled()` futures polled once; only the cancel is
+    /// timed.
+    pub fn cutoff_wake(iters: u64) -> Duration {
+        let (counter, waker) = CountingWaker::new();
+        let mut cx = Context::from_waker(&waker);
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let source = CancelSource::new();
+            let token = source.token();
+            let mut futs: Vec<Pin<Box<_>>> =
+                (0..WAITERS).map(|_| Box::pin(token.cancelled())).collect();
+            for f in &mut futs {
+                assert!(f.as_mut().poll(&mut cx).is_pending());
+            }
+            counter.reset();
+            let t = Instant::now();
+            source.cancel();
+            total += t.elapsed();
+            assert_eq!(counter.count(), WAITERS);
+            drop(futs);
+        }
+        total
+    }
+
+    /// Cancel a tokio-util token with [`WAITERS`] `cancelled()` futures polled once; only the
+    /// cancel is timed.
+    pub fn tokio_wake(iters: u64) -> Duration {
+        let (counter, waker) = CountingWaker::new();
+        let mut cx = Context::from_waker(&waker);
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let token = CancellationToken::new();
+            let mut futs: Vec<Pin<Box<_>>> =
+                (0..WAITERS).map(|_| Box::pin(token.cancelled())).collect();
+            for f in &mut futs {
+                assert!(f.as_mut().poll(&mut cx).is_pending());
+            }
+            counter.reset();
+            let t = Instant::now();
+            token.cancel();
+            total += t.elapsed();
+            assert_eq!(counter.count(), WAITERS);
+            drop(futs);
+        }
+        total
+    }
+
+    /// The wakers alone: clone in setup, `wake()` timed.
+    pub fn floor_wake(iters: u64) -> Duration {
+        let (counter, waker) = CountingWaker::new();
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let wakers: Vec<_> = (0..WAITERS).map(|_| waker.clone()).collect();
+            counter.reset();
+            let t = Instant::now();
+            for w in wakers {
+                w.wake();
+            }
+            total += t.elapsed();
+            assert_eq!(counter.count(), WAITERS);
+        }
+        total
+    }
+}

@@ -78,6 +78,21 @@ fn load_all(dir: &Path) -> BTreeMap<String, Est> {
     out
 }
 
+fn load_paired(path: Option<&Path>) -> BTreeMap<String, (f64, f64, f64)> {
+    let mut m = BTreeMap::new();
+    if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if let [k, a, b, c] = f[..]
+                && let (Ok(a), Ok(b), Ok(c)) = (a.parse(), b.parse(), c.parse())
+            {
+                m.insert(k.to_string(), (a, b, c));
+            }
+        }
+    }
+    m
+}
+
 fn load_mem(path: Option<&Path>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
@@ -128,6 +143,8 @@ struct Row {
     check: Option<f64>,
     goal: Goal,
     unit: &'static str,
+    /// Key of the paired cross-check of this row (`paired` bin), if any.
+    paired: Option<String>,
 }
 
 fn ns(v: Option<f64>) -> String {
@@ -147,6 +164,13 @@ fn mops(v: Option<f64>) -> String {
     }
 }
 
+fn paired_text(p: Option<(f64, f64, f64)>) -> String {
+    match p {
+        None => "-".into(),
+        Some((m, lo, hi)) => format!("{m:.2}x [{lo:.2}-{hi:.2}]"),
+    }
+}
+
 fn ratio(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "n/a".into(),
@@ -157,6 +181,8 @@ fn ratio(v: Option<f64>, unit: &str) -> String {
 struct Data {
     est: BTreeMap<String, Est>,
     mem: BTreeMap<String, String>,
+    /// key -> (median, lower quartile, upper quartile) of the paired ratios.
+    paired: BTreeMap<String, (f64, f64, f64)>,
 }
 
 impl Data {
@@ -168,6 +194,9 @@ impl Data {
     fn tput(&self, group: &str, id: &str, threads: usize) -> Option<f64> {
         self.t(&format!("{group}/{id}/{threads}"), 1)
             .map(|t| threads as f64 / t * 1000.0)
+    }
+    fn paired(&self, key: Option<&str>) -> Option<(f64, f64, f64)> {
+        key.and_then(|k| self.paired.get(k).copied())
     }
     fn mem(&self, key: &str) -> Option<f64> {
         self.mem.get(key).and_then(|v| v.parse().ok())
@@ -192,6 +221,7 @@ fn time_row(d: &Data, what: &str, c: &str, o: &str, per: usize, goal: Goal) -> R
         check: div(a, b),
         goal,
         unit: "x",
+        paired: Some(c.to_string()),
     }
 }
 
@@ -226,6 +256,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: div(c2, t2),
         goal: Goal::Info,
         unit: "x",
+        paired: None,
     });
     rows.push(Row {
         what: "is_cancelled() scaling: 2-thread total / 1-thread total".into(),
@@ -236,6 +267,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: div(c2, c1),
         goal: Goal::AtLeast(1.8),
         unit: "x",
+        paired: None,
     });
     let (f1, f2) = (
         d.tput(g, "floor_atomic_load", 1),
@@ -250,6 +282,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: None,
         goal: Goal::Info,
         unit: "x",
+        paired: None,
     });
     rows.push(time_row(
         d,
@@ -282,6 +315,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
             check: div(c, t),
             goal,
             unit: "x",
+            paired: None,
         });
     }
     let (c1, c2) = (d.tput(g, "cutoff_heap", 1), d.tput(g, "cutoff_heap", 2));
@@ -295,6 +329,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: div(c2, c1),
         goal: Goal::Info,
         unit: "x",
+        paired: None,
     });
     let f = FANOUT;
     rows.push(time_row(
@@ -339,6 +374,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: hb,
         goal: Goal::AtMost(64.0),
         unit: " B",
+        paired: None,
     });
     let pb = d.mem("cutoff_pinned.bytes");
     rows.push(Row {
@@ -350,6 +386,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: pb,
         goal: Goal::AtMost(0.0),
         unit: " B",
+        paired: None,
     });
     rows
 }
@@ -361,6 +398,7 @@ struct FloorRow {
     floor: Option<f64>,
     floor_name: String,
     goal: Goal,
+    paired: Option<String>,
 }
 
 fn vs_floor(d: &Data) -> Vec<FloorRow> {
@@ -373,6 +411,7 @@ fn vs_floor(d: &Data) -> Vec<FloorRow> {
             floor: d.t(f, per),
             floor_name: f.split('/').nth(1).unwrap_or(f).to_string(),
             goal,
+            paired: Some(format!("{c}:floor")),
         })
     };
     push(
@@ -431,6 +470,7 @@ fn vs_floor(d: &Data) -> Vec<FloorRow> {
         floor: d.t(&format!("{g}/floor_atomic_load/2"), 1),
         floor_name: "floor_atomic_load, 2 threads".into(),
         goal: Goal::Info,
+        paired: None,
     });
     rows
 }
@@ -453,27 +493,41 @@ fn render(d: &Data, md: bool) -> (String, usize, usize) {
         for r in &rows {
             let v = r.goal.verdict(r.check);
             count(v);
+            let p = d.paired(r.paired.as_deref());
+            let pv = if p.is_some() {
+                r.goal.verdict(p.map(|x| x.0))
+            } else {
+                "-"
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | **{}** |",
+                "| {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
                 r.what,
                 r.cutoff,
                 r.other,
                 r.metric,
                 ratio(r.value, "x"),
                 r.goal.text(r.unit),
-                v
+                v,
+                paired_text(p),
+                pv
             );
         }
         s.push_str("\n### Physical floors (measured in the same run)\n\n");
-        s.push_str("| row | cutoff | tokio-util | floor | floor value | cutoff/floor | tokio-util/floor | target | result |\n");
-        s.push_str("|---|---:|---:|---|---:|---:|---:|---|---|\n");
+        s.push_str("| row | cutoff | tokio-util | floor | floor value | cutoff/floor | tokio-util/floor | target | result | paired cutoff/floor [IQR] | paired result |\n");
+        s.push_str("|---|---:|---:|---|---:|---:|---:|---|---|---:|---|\n");
         for r in &frows {
             let v = r.goal.verdict(div(r.cutoff, r.floor));
             count(v);
+            let p = d.paired(r.paired.as_deref());
+            let pv = if p.is_some() {
+                r.goal.verdict(p.map(|x| x.0))
+            } else {
+                "-"
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | **{}** |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
                 r.what,
                 ns(r.cutoff),
                 ns(r.tokio),
@@ -482,40 +536,56 @@ fn render(d: &Data, md: bool) -> (String, usize, usize) {
                 ratio(div(r.cutoff, r.floor), "x"),
                 ratio(div(r.tokio, r.floor), "x"),
                 r.goal.text("x"),
-                v
+                v,
+                paired_text(p),
+                pv
             );
         }
     } else {
         let _ = writeln!(
             s,
-            "{:<72} {:>11} {:>11} {:>10} {:>9}  result",
+            "{:<72} {:>11} {:>11} {:>10} {:>9}  result   paired [IQR]",
             "row (cutoff vs tokio-util)", "cutoff", "tokio-util", "ratio", "target"
         );
         for r in &rows {
             let v = r.goal.verdict(r.check);
             count(v);
+            let p = d.paired(r.paired.as_deref());
+            let pv = if p.is_some() {
+                r.goal.verdict(p.map(|x| x.0))
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "{:<72} {:>11} {:>11} {:>10} {:>9}  {}",
+                "{:<72} {:>11} {:>11} {:>10} {:>9}  {:<7}  {} {}",
                 r.what,
                 r.cutoff,
                 r.other,
                 ratio(r.value, "x"),
                 r.goal.text(r.unit),
-                v
+                v,
+                paired_text(p),
+                pv
             );
         }
         let _ = writeln!(
             s,
-            "\n{:<52} {:>10} {:>10} {:>10} {:>9} {:>9}  result",
+            "\n{:<52} {:>10} {:>10} {:>10} {:>9} {:>9}  result   paired [IQR]",
             "row (vs physical floor)", "cutoff", "floor", "cut/floor", "tok/floor", "target"
         );
         for r in &frows {
             let v = r.goal.verdict(div(r.cutoff, r.floor));
             count(v);
+            let p = d.paired(r.paired.as_deref());
+            let pv = if p.is_some() {
+                r.goal.verdict(p.map(|x| x.0))
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "{:<52} {:>10} {:>10} {:>10} {:>9} {:>9}  {} ({})",
+                "{:<52} {:>10} {:>10} {:>10} {:>9} {:>9}  {:<7}  {} {}   ({})",
                 r.what,
                 ns(r.cutoff),
                 ns(r.floor),
@@ -523,6 +593,8 @@ fn render(d: &Data, md: bool) -> (String, usize, usize) {
                 ratio(div(r.tokio, r.floor), "x"),
                 r.goal.text("x"),
                 v,
+                paired_text(p),
+                pv,
                 r.floor_name
             );
         }
@@ -549,7 +621,13 @@ fn cmd_out(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn markdown(d: &Data, root: &Path, command: &str, notes: Option<&Path>) -> String {
+fn markdown(
+    d: &Data,
+    root: &Path,
+    command: &str,
+    notes: Option<&Path>,
+    env: Option<&Path>,
+) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -622,13 +700,23 @@ fn markdown(d: &Data, root: &Path, command: &str, notes: Option<&Path>) -> Strin
         cmd_out("date", &["-u", "+%Y-%m-%d %H:%M"])
     );
     s.push('\n');
+    if let Some(text) = env.and_then(|p| std::fs::read_to_string(p).ok()) {
+        s.push_str("Other load on the machine when the measurement started (`/proc/loadavg`, busiest processes, CPU idle share over 3 s):\n\n```text\n");
+        s.push_str(text.trim_end());
+        s.push_str("\n```\n\n");
+    }
 
     let (table, pass, miss) = render(d, true);
     let _ = writeln!(
         s,
         "## Results\n\nTargets met: **{pass}**, missed: **{miss}**.\n\n\
          \"time ratio\" = cutoff time / tokio-util time (lower is better); \"throughput \
-         multiple\" = cutoff total ops/s / tokio-util total ops/s (higher is better).\n"
+         multiple\" = cutoff total ops/s / tokio-util total ops/s (higher is better). \
+         \"result\" judges the criterion medians. \"paired\" is the cross-check from \
+         `src/bin/paired.rs`: the same bodies run in alternating short batches (cutoff, \
+         tokio-util, tokio-util, cutoff, ...), one ratio per round, median and interquartile \
+         range over the rounds; load drift on the shared machine cancels out of each round, so \
+         where the two disagree, trust the paired ratio.\n"
     );
     s.push_str(&table);
 
@@ -687,12 +775,15 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("criterion");
     let (mut mem, mut md, mut command, mut notes) = (None, None, String::new(), None);
+    let (mut paired, mut env) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || PathBuf::from(args.next().expect("missing value"));
         match a.as_str() {
             "--criterion" => crit = val(),
             "--mem" => mem = Some(val()),
+            "--paired" => paired = Some(val()),
+            "--env" => env = Some(val()),
             "--markdown" => md = Some(val()),
             "--notes" => notes = Some(val()),
             "--command" => command = val().to_string_lossy().into_owned(),
@@ -704,6 +795,7 @@ fn main() {
     let d = Data {
         est: load_all(&crit),
         mem: load_mem(mem.as_deref()),
+        paired: load_paired(paired.as_deref()),
     };
     if d.est.is_empty() {
         eprintln!("no criterion results under {}", crit.display());
@@ -715,8 +807,11 @@ fn main() {
         "targets met: {pass}, missed: {miss}   (ratio = cutoff/tokio-util time unless marked; 'M/s' = total ops/s across threads)"
     );
     if let Some(out) = md {
-        std::fs::write(&out, markdown(&d, &root, &command, notes.as_deref()))
-            .expect("write markdown");
+        std::fs::write(
+            &out,
+            markdown(&d, &root, &command, notes.as_deref(), env.as_deref()),
+        )
+        .expect("write markdown");
         println!("wrote {}", out.display());
     }
 }

@@ -193,7 +193,7 @@ impl<'p, const N: usize> AnyOf<'p, N> {
 impl<const N: usize> Drop for AnyOf<'_, N> {
     fn drop(&mut self) {
         // SAFETY: we own the node; parents are alive (`'p`).
-        unsafe { self.node.unlink_from_parents() };
+        unsafe { self.node.unlink_from_parents(false) };
     }
 }
 

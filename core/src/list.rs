@@ -182,6 +182,24 @@ impl List {
         Some(head)
     }
 
+    /// Whether the list is empty.
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock.
+    pub(crate) unsafe fn is_empty(&self) -> bool {
+        self.head.with(unsafe_read).is_null()
+    }
+
+    /// The kind of the front entry, if any.
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock.
+    pub(crate) unsafe fn front_kind(&self) -> Option<Kind> {
+        let head = self.head.with(unsafe_read);
+        // SAFETY: lock held; a non-null head is a linked, valid entry.
+        (!head.is_null()).then(|| unsafe { (*head).kind() })
+    }
+
     /// Find and pop the first entry of `kind`, marking it `TAKEN`.
     ///
     /// # Safety

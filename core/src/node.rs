@@ -44,9 +44,10 @@
 //!
 //! # Lock ordering
 //!
-//! A thread holds at most one node lock at a time, except while initialising a child, where it
-//! may hold the child's lock (or own the child exclusively) and then take the parent's. No path
-//! takes a child's lock while holding its parent's, so the order child -> parent is acyclic.
+//! A thread holds at most two node locks at a time, and only in one place: the walker locks a
+//! child while holding its parent (hand over hand), so the order is always parent -> child.
+//! Nothing ever takes a parent's lock while holding a child's (a child being linked is owned
+//! exclusively, not locked), so the order is acyclic.
 //! The lock is a bit in the state word; contended lockers spin (yielding to the OS after a
 //! while with `std`).
 #![allow(unsafe_code)]
@@ -224,6 +225,50 @@ impl Node {
         self.state.fetch_and(!LOCKED, Release);
     }
 
+    /// Take the list lock and one reference in the same atomic operation.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn lock_ref(&self) -> usize {
+        let mut spins = 0;
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            if cur & LOCKED == 0 {
+                assert!(
+                    cur & REF_MASK != REF_MASK,
+                    "cutoff: reference count overflow"
+                );
+                match self.state.compare_exchange_weak(
+                    cur,
+                    (cur | LOCKED) + REF_ONE,
+                    Acquire,
+                    Relaxed,
+                ) {
+                    Ok(_) => return cur | LOCKED,
+                    Err(actual) => {
+                        cur = actual;
+                        continue;
+                    }
+                }
+            }
+            crate::loom::relax(&mut spins);
+            cur = self.state.load(Relaxed);
+        }
+    }
+
+    /// Unlock and drop one reference in one atomic operation; `true` if it was the last.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn unlock_unref(&self) -> bool {
+        // LOCKED is set, so subtracting it clears exactly that bit.
+        let old = self.state.fetch_sub(LOCKED + REF_ONE, Release);
+        if old & REF_MASK == REF_ONE {
+            crate::loom::atomic::fence(Acquire);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Unlock and clear walker flags in the same `Release` operation.
     #[inline]
     pub(crate) fn unlock_clearing(&self, flags: usize) {
@@ -260,6 +305,18 @@ impl Node {
         // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
         self.reason.with_mut(|p| unsafe { *p = Some(reason) });
         self.state.fetch_or(CANCELLED | WALKING, Release);
+    }
+
+    /// Write the reason, set `CANCELLED` and release the lock in one operation, for a node
+    /// whose list is empty (a leaf: nothing to walk, so no `WALKING`).
+    ///
+    /// # Safety
+    /// The caller holds the lock, `CANCELLED` is clear and the list is empty.
+    pub(crate) unsafe fn publish_cancel_leaf(&self, reason: Reason) {
+        // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
+        self.reason.with_mut(|p| unsafe { *p = Some(reason) });
+        // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once.
+        self.state.fetch_xor(LOCKED | CANCELLED, Release);
     }
 
     /// Write the reason and set `CANCELLED` on a node that will never be walked (born
@@ -315,16 +372,33 @@ impl Node {
 
     /// Link `child` under `self`, or make it born cancelled if `self` is cancelled.
     ///
-    /// Returns `true` if linked.
+    /// Returns `true` if linked. With `counted`, the child takes one reference on `self` (in
+    /// the same atomic operation as the lock) if it links.
     ///
     /// # Safety
     /// `child` is at its final address, not yet initialised, and exclusively owned by the
     /// caller (or its lock is held); `self` outlives `child` (invariant 1).
     pub(crate) unsafe fn adopt(&self, child: &Node, counted: bool) -> bool {
+        #[cfg(feature = "alloc")]
+        let st = if counted {
+            self.lock_ref()
+        } else {
+            self.lock()
+        };
+        #[cfg(not(feature = "alloc"))]
         let st = self.lock();
         if st & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
             let reason = unsafe { self.reason_unchecked() };
+            // A born-cancelled child does not need its parent: give the reference back (not
+            // the last one: the caller holds another).
+            #[cfg(feature = "alloc")]
+            if counted {
+                self.unlock_unref();
+            } else {
+                self.unlock();
+            }
+            #[cfg(not(feature = "alloc"))]
             self.unlock();
             // SAFETY: the child is exclusively ours and not cancelled yet.
             unsafe { child.publish_born_cancelled(reason) };
@@ -353,6 +427,16 @@ impl Node {
     /// `e` belongs to `self`'s list (linked, taken, released or never linked) and the caller
     /// owns it.
     pub(crate) unsafe fn detach(&self, e: &Entry, counted_child: bool) {
+        // SAFETY: forwarded.
+        unsafe { self.detach_unref(e, counted_child, false) };
+    }
+
+    /// [`detach`](Self::detach), and with `unref` also drop one reference on `self` in the
+    /// same atomic operation as the unlock. Returns `true` if that was the last reference.
+    ///
+    /// # Safety
+    /// As for `detach`; with `unref`, the caller owns a reference on `self`.
+    pub(crate) unsafe fn detach_unref(&self, e: &Entry, counted_child: bool, unref: bool) -> bool {
         let mut st = self.lock();
         loop {
             match e.status.load(Acquire) {
@@ -375,31 +459,48 @@ impl Node {
             if n == 0 && st & JOINERS != 0 {
                 // SAFETY: lock held; returns unlocked.
                 unsafe { crate::wait::wake_joiners(self) };
-                return;
+                #[cfg(feature = "alloc")]
+                if unref {
+                    return self.ref_dec();
+                }
+                return false;
             }
         }
+        #[cfg(feature = "alloc")]
+        if unref {
+            return self.unlock_unref();
+        }
+        let _ = unref;
         self.unlock();
+        false
     }
 
     /// Unlink this node from its parent(s). Called from the owner's drop.
     ///
+    /// With `unref`, a reference this node holds on a single heap parent (`COUNTED_PARENT`)
+    /// is dropped in the same atomic operation as the parent's unlock; returns `true` if it was
+    /// the parent's last reference (the caller then frees the parent).
+    ///
     /// # Safety
     /// The caller owns the node and is dropping it; its parents are alive (invariant 1).
-    pub(crate) unsafe fn unlink_from_parents(&self) {
+    pub(crate) unsafe fn unlink_from_parents(&self, unref: bool) -> bool {
         let st = self.state.load(Acquire);
         if st & INIT == 0 {
-            return;
+            return false;
         }
         let parent = self.parent_ptr();
         if parent.is_null() {
-            return;
+            return false;
         }
         if st & MULTI != 0 {
             // SAFETY: a MULTI node's parent pointer is its first link (any_of.rs).
             unsafe { crate::any_of::unlink_all(parent.cast()) };
+            false
         } else {
-            // SAFETY: invariant 1: the parent is alive; our entry belongs to its list.
-            unsafe { (*(parent as *const Node)).detach(&self.entry, true) };
+            let unref = unref && st & COUNTED_PARENT != 0;
+            // SAFETY: invariant 1: the parent is alive; our entry belongs to its list; with
+            // `unref` we own the reference this node holds on it.
+            unsafe { (*(parent as *const Node)).detach_unref(&self.entry, true, unref) }
         }
     }
 

@@ -111,8 +111,9 @@ unsafe fn free_chain(ptr: NonNull<Node>) {
         };
         // SAFETY: no references remain, so we own the node.
         let node = unsafe { ptr.as_ref() };
-        // SAFETY: we own it; parents are alive (we still hold their references).
-        unsafe { node.unlink_from_parents() };
+        // SAFETY: we own it; parents are alive (we still hold their references). The
+        // reference on a single heap parent is dropped with the parent's unlock.
+        let parent_last = unsafe { node.unlink_from_parents(true) };
         let mut parent = None;
         if node.is_multi() {
             let first = node.parent_ptr().cast::<LinkEntry>();
@@ -122,17 +123,13 @@ unsafe fn free_chain(ptr: NonNull<Node>) {
                 // SAFETY: links of a heap node point at live heap parents.
                 pending.push(unsafe { NonNull::new_unchecked(l.parent().cast_mut()) });
             }
-        } else if node.has_counted_parent() {
+        } else if parent_last {
             parent = NonNull::new(node.parent_ptr().cast::<Node>().cast_mut());
         }
         // SAFETY: allocated by `new_heap`, no references remain, unlinked.
         drop(unsafe { Box::from_raw(ptr.as_ptr()) });
-        if let Some(p) = parent {
-            // SAFETY: we owned the reference the child held on its parent.
-            if unsafe { p.as_ref() }.ref_dec() {
-                next = Some(p);
-            }
-        }
+        // The child's reference on its parent was the last one: free the parent next.
+        next = parent;
     }
 }
 
@@ -160,7 +157,8 @@ pub(crate) unsafe fn free_walked(ptr: *const Node, from: *const crate::list::Ent
     // SAFETY: the caller owns the last reference.
     let node = unsafe { &*ptr };
     // SAFETY: we own it; parents are alive; `from` is RELEASED so detaching does not wait.
-    unsafe { node.unlink_from_parents() };
+    // The reference on the parent is kept: it is handed to the walker.
+    unsafe { node.unlink_from_parents(false) };
     let mut took = false;
     if node.is_multi() {
         let first = node.parent_ptr().cast::<LinkEntry>();
@@ -275,15 +273,9 @@ impl Default for CancelSource {
 
 fn child_of_heap(parent: NonNull<Node>) -> CancelSource {
     let ptr = new_heap();
-    // SAFETY: the caller's handle keeps the parent alive.
-    let p = unsafe { parent.as_ref() };
-    p.ref_inc();
-    // SAFETY: fresh, exclusive child; it holds a reference on the parent.
-    let linked = unsafe { p.adopt(ptr.as_ref(), true) };
-    if !linked {
-        // Born cancelled: it does not need its parent. Not the last reference (the caller's).
-        p.ref_dec();
-    }
+    // SAFETY: the caller's handle keeps the parent alive; the child is fresh and exclusive;
+    // if it links, it takes a reference on the parent (atomically with the parent's lock).
+    unsafe { parent.as_ref().adopt(ptr.as_ref(), true) };
     CancelSource { ptr }
 }
 

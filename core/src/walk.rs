@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 use core::ptr;
+use core::task::Waker;
 
 use crate::any_of::LinkEntry;
 use crate::list::{Entry, Kind};
@@ -147,16 +148,29 @@ impl<'a> Walk<'a> {
                     let target = target_of(e, kind);
                     // SAFETY: `cur` is cancelled (we are walking it) and we hold its lock.
                     let reason = unsafe { cur.reason_unchecked() };
-                    cur.unlock();
                     // SAFETY: the target is kept alive by its TAKEN entry.
                     let target = unsafe { &*target };
+                    // Hand over hand: lock the child while still holding the parent. This is
+                    // the only place two node locks are held; the order is always parent ->
+                    // child (node.rs, lock ordering).
                     let st = target.lock();
                     if st & CANCELLED != 0 {
                         // Someone else cancelled it and walks it (invariant 5). Wait for them
                         // to finish while our TAKEN entry keeps the target alive.
                         target.unlock();
+                        cur.unlock();
                         wait_walk(target, 1);
                         Node::release_entry(e);
+                        continue;
+                    }
+                    // SAFETY: we hold the target's lock.
+                    if unsafe { target.list().is_empty() } {
+                        // A leaf: cancel it and unlock it in one step; it has nothing to walk,
+                        // so we stay on `cur` (still locked) and never climb back.
+                        // SAFETY: target locked and not cancelled.
+                        unsafe { target.publish_cancel_leaf(reason) };
+                        Node::release_entry(e);
+                        self.held = true;
                         continue;
                     }
                     // SAFETY: target locked and not cancelled.
@@ -164,6 +178,7 @@ impl<'a> Walk<'a> {
                     if kind == Kind::Link {
                         target.entry.set_scratch(e);
                     }
+                    cur.unlock();
                     self.cur = target;
                     self.held = true;
                 }
@@ -179,20 +194,41 @@ impl<'a> Walk<'a> {
                     self.call_user(|| unsafe { crate::callback::run(e, &reason) });
                 }
                 Kind::Waiter | Kind::Join => {
+                    // Take up to `BATCH` wakers under one lock hold, then wake them outside
+                    // it. Taking a waker out of its `AtomicWaker` runs no user code.
+                    let mut wakers: [Option<Waker>; BATCH] = [const { None }; BATCH];
+                    let mut n = 0;
+                    let mut e = e;
+                    loop {
+                        // SAFETY: `e` is a TAKEN waiter entry.
+                        wakers[n] = unsafe { crate::wait::take_waker(e) };
+                        n += 1;
+                        Node::release_entry(e);
+                        // SAFETY: we hold `cur`'s lock.
+                        match unsafe { cur.list().front_kind() } {
+                            Some(Kind::Waiter | Kind::Join) if n < BATCH => {
+                                // SAFETY: lock held; the front entry exists.
+                                e = unsafe { cur.list().pop_front() }.expect("front entry");
+                            }
+                            _ => break,
+                        }
+                    }
                     #[cfg(feature = "alloc")]
                     cur.hold_for_walker();
                     cur.unlock();
-                    // SAFETY: `e` is a TAKEN waiter entry.
-                    let waker = unsafe { crate::wait::take_waker(e) };
-                    Node::release_entry(e);
-                    if let Some(w) = waker {
-                        self.call_user(|| w.wake());
+                    for w in wakers.iter_mut().take(n) {
+                        if let Some(w) = w.take() {
+                            self.call_user(|| w.wake());
+                        }
                     }
                 }
             }
         }
     }
 }
+
+/// How many wakers the walker takes per lock hold.
+const BATCH: usize = 32;
 
 /// Wait until nobody walks `node` any more, unless this thread is inside a walk other than
 /// the caller's own (`own` is 1 when called by a walker, 0 otherwise).

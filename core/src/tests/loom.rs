@@ -189,12 +189,11 @@ fn nested_cancels_parent_vs_child() {
     });
 }
 
-/// Issue 3, rule 11: "once `cancel()` returns, every descendant reports cancelled". A call that
-/// loses the race returns `false` at once, possibly while the winner is still walking, so a
-/// descendant may not be cancelled yet. `Node::cancel_with` documents the weaker promise
-/// ("when this call returns `true`"), so this is a spec gap, not a memory-safety bug.
+/// Issue 3, rule 11: "once `cancel()` returns, every descendant reports cancelled", also for
+/// the call that loses the race (it must not return while the winner's walk is still on its
+/// way down). Regression model: this failed (and was `#[ignore]`d) until `cancel()` learned
+/// to wait for a concurrent walk of its subtree (`WALKING`, commit 11ded17).
 #[test]
-#[ignore = "spec gap: a losing cancel() returns before the winner's walk reaches descendants (node.rs cancel_with)"]
 fn losing_cancel_sees_descendants_cancelled() {
     model(|| {
         let root = Arc::new(Node::new());
@@ -573,17 +572,14 @@ impl std::task::Wake for DroppingWaker {
     }
 }
 
-/// BUG (reported, not fixed here): the walker runs a waker while it is *inside* node `C`
-/// (`C`'s entry in its parent is `TAKEN`, node.rs invariant 4). The waker drops the task's
-/// future, whose `CancelToken` is the last handle to `C`, so `C` is freed on the walker's own
-/// thread: `free_chain -> unlink_from_parents -> Node::detach` finds `C`'s entry `TAKEN` and
-/// spins in `wait_released` for a walker that is itself: a same-thread deadlock. (If it did
-/// not wait, the walker would then touch the freed `C`.) wait.rs promises that "a waker may
-/// drop the future", which holds for the waiter entry but not for the node around it. The
-/// same happens with pinned nodes (a task owning a `ChildNode` and a `Cancellation` on it).
+/// The walker runs a waker while it is *inside* node `C` (`C`'s entry in its parent is
+/// `TAKEN`, node.rs invariant 4). The waker drops the task's future, whose `CancelToken` is
+/// the last handle to `C`, so `C` would be freed on the walker's own thread, where
+/// `Node::detach` would spin on its own `TAKEN` entry forever (a same-thread deadlock; under
+/// loom: "exceeded maximum number of branches"). Regression model: it hung until the walker
+/// took a reference on heap nodes across wakers too (`WALKER_REF`, commit 11ded17).
 #[cfg(feature = "std")]
 #[test]
-#[ignore = "BUG: walker deadlocks when a waker it runs frees the node it is inside (node.rs detach / walk.rs)"]
 fn waker_frees_node_being_walked() {
     model(|| {
         let parent = crate::CancelSource::new();

@@ -57,7 +57,7 @@ fi
 echo "== memory (counting allocator)" >&2
 "$target/release/mem" --out "$mem" >&2
 echo "== paired cross-check (alternating batches)" >&2
-"$target/release/paired" --out "$paired" --rounds "$([[ $full == 1 ]] && echo 61 || echo 21)" >&2
+"$target/release/paired" --out "$paired" --rounds "$([[ $full == 1 ]] && echo 41 || echo 15)" >&2
 echo "== measured in $(($(date +%s) - start)) s" >&2
 echo
 fi

@@ -2,9 +2,10 @@
 //!
 //! criterion measures the cutoff row and the tokio-util row one after the other, seconds
 //! apart; when other tenants' load changes in between, the ratio moves. Here each pair is
-//! measured in alternating short batches (cutoff, tokio-util, tokio-util, cutoff, ...), each
-//! round gives one ratio, and the median ratio over the rounds is reported with its
-//! interquartile range. Slow load drift cancels out of every round.
+//! measured in alternating short batches (cutoff, tokio-util, tokio-util, cutoff, ...); each
+//! round runs three batches per side, keeps the fastest of each side (dropping batches in
+//! which another tenant preempted us) and gives one ratio; the median ratio over the rounds is
+//! reported with its interquartile range. Slow load drift cancels out of every round.
 //!
 //! Usage: `paired [--out FILE] [--rounds N]`; `FILE` gets `key ratio lo hi` lines for `report`.
 
@@ -37,26 +38,33 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     (q(0.5), q(0.25), q(0.75))
 }
 
+/// Sub-batches per side and round; the fastest of each side is kept, which drops the
+/// sub-batches in which another tenant preempted us.
+const SUB: usize = 3;
+
 fn pair(
     rounds: usize,
     batch: Duration,
     a: &mut dyn FnMut(u64) -> Duration,
     b: &mut dyn FnMut(u64) -> Duration,
 ) -> (f64, f64, f64) {
-    let ia = calibrate(a, batch);
-    let ib = calibrate(b, batch);
+    let ia = calibrate(a, batch / SUB as u32);
+    let ib = calibrate(b, batch / SUB as u32);
     let mut ratios = Vec::with_capacity(rounds);
     for r in 0..rounds {
-        let (ta, tb) = if r % 2 == 0 {
-            let ta = a(ia);
-            (ta, b(ib))
-        } else {
-            let tb = b(ib);
-            (a(ia), tb)
-        };
-        let pa = ta.as_secs_f64() / ia as f64;
-        let pb = tb.as_secs_f64() / ib as f64;
-        ratios.push(pa / pb);
+        let (mut ma, mut mb) = (f64::MAX, f64::MAX);
+        for j in 0..SUB {
+            let (ta, tb) = if (r + j) % 2 == 0 {
+                let ta = a(ia);
+                (ta, b(ib))
+            } else {
+                let tb = b(ib);
+                (a(ia), tb)
+            };
+            ma = ma.min(ta.as_secs_f64() / ia as f64);
+            mb = mb.min(tb.as_secs_f64() / ib as f64);
+        }
+        ratios.push(ma / mb);
     }
     quartiles(ratios)
 }
@@ -71,7 +79,7 @@ fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
 
 fn main() {
     let mut out = None;
-    let mut rounds = 21usize;
+    let mut rounds = 15usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {

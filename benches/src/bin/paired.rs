@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cutoff::{CancelSource, ChildNode, Node};
-use cutoff_benches::bodies;
+use cutoff_benches::{bodies, run_threads};
 use tokio_util::sync::CancellationToken;
 
 /// Iterations that take about `target` for `f`.
@@ -219,10 +219,59 @@ fn main() {
         ),
     ));
 
+    // 2-thread rows. Stored as throughput multiples (higher is better), like the report's.
+    let threads_batch = Duration::from_millis(15);
+    let inv = |(m, lo, hi): (f64, f64, f64), k: f64| (k / m, k / hi, k / lo);
+    let heap2 = pair(
+        rounds,
+        threads_batch,
+        &mut |n| run_threads(2, n, |n| _ = bodies::cutoff_child_heap(&parent, n)),
+        &mut |n| run_threads(2, n, |n| _ = bodies::tokio_child(&tparent, n)),
+    );
+    rows.push(("child_create_drop_threads/cutoff_heap/2", inv(heap2, 1.0)));
+    let pinned2 = pair(
+        rounds,
+        threads_batch,
+        &mut |n| run_threads(2, n, |n| _ = bodies::cutoff_child_pinned(&parent, n)),
+        &mut |n| run_threads(2, n, |n| _ = bodies::tokio_child(&tparent, n)),
+    );
+    rows.push((
+        "child_create_drop_threads/cutoff_pinned/2",
+        inv(pinned2, 1.0),
+    ));
+    let poll = |n: u64| {
+        for _ in 0..n {
+            black_box(black_box(&token).is_cancelled());
+        }
+    };
+    let load = |n: u64| {
+        for _ in 0..n {
+            black_box(black_box(&atomic).load(Ordering::Acquire));
+        }
+    };
+    // time(2 threads) / time(1 thread) per op; scaling = 2 / that.
+    let sc = pair(
+        rounds,
+        threads_batch,
+        &mut |n| run_threads(2, n, poll),
+        &mut |n| run_threads(1, n, poll),
+    );
+    rows.push(("is_cancelled_threads/cutoff_token/scaling", inv(sc, 2.0)));
+    let sf = pair(
+        rounds,
+        threads_batch,
+        &mut |n| run_threads(2, n, load),
+        &mut |n| run_threads(1, n, load),
+    );
+    rows.push((
+        "is_cancelled_threads/floor_atomic_load/scaling",
+        inv(sf, 2.0),
+    ));
+
     let mut file = String::new();
     println!(
         "{:<42} {:>8} {:>17}",
-        "paired (cutoff / tokio-util, or / floor)", "median", "IQR"
+        "paired (time ratio; threads: multiple)", "median", "IQR"
     );
     for (k, (m, lo, hi)) in &rows {
         println!("{k:<42} {m:>7.3}x  [{lo:.3}x - {hi:.3}x]");

@@ -267,7 +267,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: div(c2, c1),
         goal: Goal::AtLeast(1.8),
         unit: "x",
-        paired: None,
+        paired: Some("is_cancelled_threads/cutoff_token/scaling".into()),
     });
     let (f1, f2) = (
         d.tput(g, "floor_atomic_load", 1),
@@ -282,7 +282,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         check: None,
         goal: Goal::Info,
         unit: "x",
-        paired: None,
+        paired: Some("is_cancelled_threads/floor_atomic_load/scaling".into()),
     });
     rows.push(time_row(
         d,
@@ -315,7 +315,7 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
             check: div(c, t),
             goal,
             unit: "x",
-            paired: None,
+            paired: Some(format!("{g}/{id}/2")),
         });
     }
     let (c1, c2) = (d.tput(g, "cutoff_heap", 1), d.tput(g, "cutoff_heap", 2));

@@ -487,9 +487,9 @@ fn render(d: &Data, md: bool) -> (String, usize, usize) {
     };
     if md {
         s.push_str(
-            "| row | cutoff | tokio-util | metric | cutoff/tokio-util | target | result |\n",
+            "| row | cutoff | tokio-util | metric | cutoff/tokio-util | target | result | paired [IQR] | paired result |\n",
         );
-        s.push_str("|---|---:|---:|---|---:|---|---|\n");
+        s.push_str("|---|---:|---:|---|---:|---|---|---:|---|\n");
         for r in &rows {
             let v = r.goal.verdict(r.check);
             count(v);
@@ -663,8 +663,8 @@ fn markdown(
         "It runs `cargo bench -p cutoff-benches --bench compare` (full settings: warm-up 0.5 s, \
          measurement 1.5 s, 30 samples for per-op groups; flat sampling, warm-up 0.2 s, \
          measurement 1 s (of timed work only), 20 samples for the `iter_custom` groups), then \
-         `cargo run --release -p cutoff-benches --bin mem` and \
-         `--bin report`. Figures are criterion **medians**; per-child/per-node/per-waiter \
+         `target/release/mem`, `target/release/paired` (41 rounds) and \
+         `target/release/report`. Figures are criterion **medians**; per-child/per-node/per-waiter \
          figures divide the median per iteration by the count. In the 2-thread groups both \
          threads start behind a `Barrier` and the wall time from the first start to the last \
          end is reported per operation; total throughput = threads / that time. \

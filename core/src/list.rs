@@ -107,7 +107,7 @@ impl Entry {
     /// Wait until a walker has released this entry.
     pub(crate) fn wait_released(&self) {
         let mut spins = 0;
-        while self.status.load(Acquire) == TAKEN {
+        while crate::loom::spin_read_u8(&self.status, Acquire) == TAKEN {
             crate::loom::relax(&mut spins);
         }
     }

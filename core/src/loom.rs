@@ -16,8 +16,8 @@ mod inner {
     pub(crate) fn relax(_spins: &mut u32) {
         loom::thread::yield_now();
     }
-    pub(crate) use loom::thread_local;
     pub(crate) type ThreadId = loom::thread::ThreadId;
+
     pub(crate) fn current_thread() -> ThreadId {
         loom::thread::current().id()
     }
@@ -67,8 +67,7 @@ mod inner {
         core::hint::spin_loop();
     }
 
-    #[cfg(feature = "std")]
-    pub(crate) use std::thread_local;
+
     #[cfg(feature = "std")]
     pub(crate) type ThreadId = std::thread::ThreadId;
     #[cfg(feature = "std")]
@@ -78,6 +77,18 @@ mod inner {
 }
 
 pub(crate) use inner::*;
+
+/// Re-read an atomic in a spin loop.
+#[inline(always)]
+pub(crate) fn spin_read(a: &atomic::AtomicUsize, order: atomic::Ordering) -> usize {
+    a.load(order)
+}
+
+/// Re-read an atomic `u8` in a spin loop.
+#[inline(always)]
+pub(crate) fn spin_read_u8(a: &atomic::AtomicU8, order: atomic::Ordering) -> u8 {
+    a.load(order)
+}
 
 /// Run a loom model (under `cfg(loom)`), or just run `f` once.
 #[cfg(all(test, loom))]

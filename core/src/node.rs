@@ -216,7 +216,7 @@ impl Node {
                 }
             }
             crate::loom::relax(&mut spins);
-            cur = self.state.load(Relaxed);
+            cur = crate::loom::spin_read(&self.state, Relaxed);
         }
     }
 
@@ -251,7 +251,7 @@ impl Node {
                 }
             }
             crate::loom::relax(&mut spins);
-            cur = self.state.load(Relaxed);
+            cur = crate::loom::spin_read(&self.state, Relaxed);
         }
     }
 
@@ -275,10 +275,10 @@ impl Node {
         self.state.fetch_and(!(LOCKED | flags), Release);
     }
 
-    /// Current state word with `Acquire`.
+    /// Current state word with `Acquire`, for spin loops.
     #[inline]
-    pub(crate) fn state_acquire(&self) -> usize {
-        self.state.load(Acquire)
+    pub(crate) fn spin_state_acquire(&self) -> usize {
+        crate::loom::spin_read(&self.state, Acquire)
     }
 
     /// Current state word (`Relaxed`; use under the lock).

@@ -237,7 +237,7 @@ pub(crate) fn wait_walk(node: &Node, own: u32) {
         return;
     }
     let mut spins = 0;
-    while node.state_acquire() & WALKING != 0 {
+    while node.spin_state_acquire() & WALKING != 0 {
         crate::loom::relax(&mut spins);
     }
 }
@@ -245,9 +245,14 @@ pub(crate) fn wait_walk(node: &Node, own: u32) {
 /// Per-thread count of walks in progress, so a walk started from inside a callback never waits
 /// for another walk (which could be the one running that callback).
 mod nesting {
-    #[cfg(any(loom, feature = "std"))]
-    crate::loom::thread_local! {
+    #[cfg(all(not(loom), feature = "std"))]
+    std::thread_local! {
         static DEPTH: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    }
+
+    #[cfg(loom)]
+    loom::thread_local! {
+        static DEPTH: core::cell::Cell<u32> = core::cell::Cell::new(0);
     }
 
     #[cfg(any(loom, feature = "std"))]

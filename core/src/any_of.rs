@@ -95,7 +95,11 @@ pub(crate) unsafe fn link_all(
             continue;
         }
         // SAFETY: lock held; the link is pinned (caller) and detached in `unlink_all`.
-        unsafe { parent.list().push_front(&link.entry) };
+        unsafe {
+            parent
+                .list()
+                .push_front(ptr::from_ref(link).cast::<Entry>())
+        };
         parent.entry.set_aux(parent.entry.aux() + 1);
         parent.unlock();
     }

@@ -28,7 +28,7 @@ use core::ptr;
 
 use crate::list::{self, Entry, Kind, RELEASED, TAKEN};
 use crate::loom::UnsafeCell;
-use crate::loom::atomic::Ordering::*;
+use crate::loom::atomic::Ordering::{Acquire, Relaxed};
 use crate::node::Node;
 use crate::reason::{AlreadyCancelled, Reason};
 use crate::state::CANCELLED;
@@ -81,15 +81,15 @@ pub(crate) unsafe fn run(e: *const Entry, reason: &Reason) {
 /// use core::sync::atomic::{AtomicU32, Ordering};
 /// use cutoff::{Callback, Node, Reason};
 ///
+/// static HITS: AtomicU32 = AtomicU32::new(0);
 /// let node = Node::new();
-/// let hits = AtomicU32::new(0);
 /// let mut cb = pin!(Callback::new(&node, |r: &Reason| {
 ///     assert_eq!(*r, Reason::Code(3));
-///     hits.fetch_add(1, Ordering::Relaxed);
+///     HITS.fetch_add(1, Ordering::Relaxed);
 /// }));
 /// assert!(cb.as_mut().register());
 /// node.cancel_with(Reason::Code(3));
-/// assert_eq!(hits.load(Ordering::Relaxed), 1);
+/// assert_eq!(HITS.load(Ordering::Relaxed), 1);
 /// ```
 ///
 /// A `Callback` is `!Unpin`; it cannot be moved once registered:
@@ -121,10 +121,34 @@ impl<F> fmt::Debug for Callback<'_, F> {
 
 impl<'a, F> Callback<'a, F>
 where
-    F: FnOnce(&Reason) + Send,
+    F: FnOnce(&Reason) + Send + 'static,
 {
     /// A registration of `f` on `node`; nothing happens until it is pinned and registered.
+    ///
+    /// The closure must be `'static`: a pinned registration can be leaked (`Box::pin` then
+    /// `mem::forget`), and a leaked registration stays linked, so its closure may run after
+    /// anything it borrowed is gone. To register a closure that borrows from the stack, use
+    /// [`NodeView::with_callback`](crate::NodeView::with_callback), which keeps the
+    /// registration in a frame that cannot be leaked, or the `unsafe`
+    /// [`new_unchecked`](Self::new_unchecked).
     pub fn new(node: &'a NodeView, f: F) -> Self {
+        // SAFETY: `F: 'static`, so a leaked registration cannot outlive what `f` uses.
+        unsafe { Self::new_unchecked(node, f) }
+    }
+}
+
+impl<'a, F> Callback<'a, F>
+where
+    F: FnOnce(&Reason) + Send,
+{
+    /// A registration of a closure that may borrow from its environment.
+    ///
+    /// # Safety
+    ///
+    /// The registration must not be leaked: its destructor must run before anything `f`
+    /// borrows is invalidated. (Stack pinning with `core::pin::pin!` in a plain function
+    /// guarantees this; pinning inside a future that itself may be leaked does not.)
+    pub unsafe fn new_unchecked(node: &'a NodeView, f: F) -> Self {
         Self {
             header: Header {
                 entry: list::new_entry(Kind::Callback),
@@ -162,20 +186,27 @@ where
         if this.header.entry.status.load(Acquire) != list::IDLE {
             return Ok(());
         }
-        if this.f.with(|p| {
-            // SAFETY: the closure slot is only written by `take_closure`/`run`, which need
-            // the entry popped or `&mut`; here the entry is idle and we are the owner.
-            unsafe { (*p).is_none() }
-        }) {
-            return Err(AlreadyCancelled);
-        }
         let st = this.node.lock();
-        if st & CANCELLED != 0 {
+        // Re-check under the lock: another thread sharing this pinned registration may have
+        // registered it meanwhile.
+        if this.header.entry.status.load(Relaxed) != list::IDLE {
+            this.node.unlock();
+            return Ok(());
+        }
+        // SAFETY: the entry is idle, so no walker touches the slot, and writers of the slot
+        // (`take_closure`) need `&mut`, which excludes this shared borrow.
+        let spent = this.f.with(|p| unsafe { (*p).is_none() });
+        if spent || st & CANCELLED != 0 {
             this.node.unlock();
             return Err(AlreadyCancelled);
         }
-        // SAFETY: lock held; the registration is pinned and unlinks itself before it dies.
-        unsafe { this.node.list().push_front(&this.header.entry) };
+        // SAFETY: lock held; the registration is pinned and unlinks itself before it dies; the
+        // pointer is derived from the whole registration (the walker casts it back).
+        unsafe {
+            this.node
+                .list()
+                .push_front(ptr::from_ref(this).cast::<Entry>())
+        };
         this.node.unlock();
         Ok(())
     }
@@ -188,7 +219,7 @@ where
     /// Unregister (waiting for a concurrent run to finish, as `drop` does) and give back the
     /// closure if it has not run.
     pub fn disarm(self: Pin<&mut Self>) -> Option<F> {
-        self.as_ref().unregister();
+        self.as_ref().unregister(false);
         self.take_closure()
     }
 
@@ -200,7 +231,11 @@ where
 }
 
 impl<F> Callback<'_, F> {
-    fn unregister(self: Pin<&Self>) {
+    /// Unlink, or wait for a run in progress. `dropping` says the registration is about to
+    /// be freed: only then does a same-thread call (from inside the callback) tell the walker
+    /// not to touch it again; a same-thread `disarm` just returns and lets the walker release
+    /// the entry as usual.
+    fn unregister(self: Pin<&Self>, dropping: bool) {
         let e = &self.header.entry;
         let s = e.status.load(Acquire);
         if s == list::IDLE || s == RELEASED {
@@ -221,10 +256,10 @@ impl<F> Callback<'_, F> {
                         // SAFETY: invariant 1: `runner` is read under the node lock.
                         let runner = self.header.runner.with(|p| unsafe { *p });
                         if runner == Some(crate::loom::current_thread()) {
-                            // Dropped from inside our own callback: tell the walker.
+                            // Called from inside our own callback: never wait for ourselves.
                             // SAFETY: invariant 2: same thread as the walker, which set it.
                             let flag = self.header.destroyed.with(|p| unsafe { *p });
-                            if !flag.is_null() {
+                            if dropping && !flag.is_null() {
                                 // SAFETY: the flag lives in the walker's frame, which is below
                                 // us on this very stack.
                                 unsafe { (*flag).set(true) };
@@ -248,7 +283,7 @@ impl<F> Drop for Callback<'_, F> {
         // SAFETY: we are being dropped, so we were pinned if ever registered; unpinned
         // registrations are never linked.
         let this = unsafe { Pin::new_unchecked(&*self) };
-        this.unregister();
+        this.unregister(true);
     }
 }
 

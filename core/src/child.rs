@@ -53,8 +53,8 @@ impl<'p> ChildNode<'p> {
 
     /// Link the child into its parent (the first time) and return it.
     pub fn link(self: Pin<&mut Self>) -> &Node {
-        // SAFETY: we never move out of the pinned value.
-        let this = unsafe { self.get_unchecked_mut() };
+        // `Pin<&mut>` proves we are the only user; a shared borrow is all we need.
+        let this = self.into_ref().get_ref();
         if this.node.state_relaxed() & INIT == 0 {
             // SAFETY: `&mut` gives exclusive access; the node is pinned at its final address;
             // `'p` keeps the parent alive longer than us (node.rs invariant 1).

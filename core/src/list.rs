@@ -247,6 +247,20 @@ fn unsafe_read<T: Copy>(p: *const T) -> T {
 }
 
 impl Entry {
+    /// While an entry is `TAKEN`, its `prev` word is free (it is in no list); the walker
+    /// stores in it the node it popped the entry from, and climbs back through that pointer
+    /// rather than a `parent` field (which could be stale for a leaked child whose parent has
+    /// since moved).
+    pub(crate) fn popped_from(&self) -> *const crate::Node {
+        // SAFETY: only the walker holding this entry TAKEN reads/writes it.
+        self.prev.with(|p| unsafe { *p }).cast()
+    }
+
+    pub(crate) fn set_popped_from(&self, n: *const crate::Node) {
+        // SAFETY: as above.
+        self.prev.with_mut(|p| unsafe { *p = n.cast() })
+    }
+
     /// The `prev` word, reused by multi-parent nodes to remember which link a walker entered
     /// through (their own `entry` is never linked anywhere).
     pub(crate) fn scratch(&self) -> *const Entry {

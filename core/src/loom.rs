@@ -67,7 +67,6 @@ mod inner {
         core::hint::spin_loop();
     }
 
-
     #[cfg(feature = "std")]
     pub(crate) type ThreadId = std::thread::ThreadId;
     #[cfg(feature = "std")]

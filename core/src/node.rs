@@ -234,8 +234,8 @@ impl Node {
         loop {
             if cur & LOCKED == 0 {
                 assert!(
-                    cur & REF_MASK != REF_MASK,
-                    "cutoff: reference count overflow"
+                    cur & REF_MASK <= REF_MASK / 2,
+                    "cutoff: too many handles to one node"
                 );
                 match self.state.compare_exchange_weak(
                     cur,
@@ -413,7 +413,7 @@ impl Node {
         // SAFETY: exclusive access to the child (caller); lock held on self.
         unsafe {
             child.set_parent_ptr(self as *const Node as *const ());
-            self.list.push_front(&child.entry);
+            self.list.push_front(&raw const child.entry);
         }
         self.entry.set_aux(self.entry.aux() + 1);
         self.unlock();
@@ -525,10 +525,12 @@ impl Node {
     #[cfg(feature = "alloc")]
     pub(crate) fn ref_inc(&self) {
         let old = self.state.fetch_add(REF_ONE, Relaxed);
-        assert!(
-            old & REF_MASK != REF_MASK,
-            "cutoff: reference count overflow"
-        );
+        // Like `Arc`: refuse long before the count could wrap (on 32-bit targets the field has
+        // 24 bits), undoing our increment so the count stays exact.
+        if old & REF_MASK > REF_MASK / 2 {
+            self.state.fetch_sub(REF_ONE, Relaxed);
+            panic!("cutoff: too many handles to one node");
+        }
     }
 
     /// Returns true if this was the last reference.
@@ -548,7 +550,8 @@ impl Node {
     #[cfg(feature = "alloc")]
     pub(crate) fn hold_for_walker(&self) {
         let st = self.state.load(Relaxed);
-        if st & REF_MASK == 0 || st & WALKER_REF != 0 {
+        // (Near the overflow limit the walker goes without; see `ref_inc`.)
+        if st & REF_MASK == 0 || st & WALKER_REF != 0 || st & REF_MASK > REF_MASK / 2 {
             return;
         }
         self.state.fetch_add(REF_ONE | WALKER_REF, Relaxed);

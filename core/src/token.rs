@@ -207,7 +207,10 @@ impl CancelSource {
         if parents.is_empty() {
             return src;
         }
-        let mut links: Box<[LinkEntry]> = parents.iter().map(|_| LinkEntry::new()).collect();
+        let links: Box<[LinkEntry]> = parents.iter().map(|_| LinkEntry::new()).collect();
+        // From here on the node owns the slice through this raw pointer (freed in
+        // `free_chain`); all accesses derive from it.
+        let links: *mut [LinkEntry] = Box::into_raw(links);
         for p in &parents {
             // SAFETY: the caller's token keeps it alive.
             unsafe { p.as_ref() }.ref_inc();
@@ -217,11 +220,10 @@ impl CancelSource {
         unsafe {
             any_of::link_all(
                 src.ptr.as_ref(),
-                &mut links,
+                &mut *links,
                 parents.iter().map(|p| (p.as_ptr().cast_const(), true)),
             );
         }
-        let _ = Box::into_raw(links);
         src
     }
 

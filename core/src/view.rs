@@ -3,6 +3,7 @@
 
 use core::ops::Deref;
 
+use crate::callback::Callback;
 use crate::node::Node;
 use crate::reason::Reason;
 use crate::wait::{Cancellation, Join, RunUntilCancelled};
@@ -65,6 +66,38 @@ impl NodeView {
     /// subtree to wait for the work under it to let go.
     pub fn join(&self) -> Join<'_> {
         Join::new(&self.node)
+    }
+
+    /// Run `body` with `f` registered as a callback on this node, then unregister it.
+    ///
+    /// Unlike [`Callback::new`], `f` may borrow from the caller's stack: the registration
+    /// lives in this call's frame, which cannot be leaked, and its drop waits for a run in
+    /// progress on another thread. If the node is already cancelled, `f` runs at once, before
+    /// `body`. No allocation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicBool, Ordering};
+    /// use cutoff::{Node, Reason};
+    ///
+    /// let node = Node::new();
+    /// let stop = AtomicBool::new(false);
+    /// node.with_callback(|_: &Reason| stop.store(true, Ordering::Relaxed), || {
+    ///     node.cancel();
+    /// });
+    /// assert!(stop.load(Ordering::Relaxed));
+    /// ```
+    pub fn with_callback<F, R>(&self, f: F, body: impl FnOnce() -> R) -> R
+    where
+        F: FnOnce(&Reason) + Send,
+    {
+        // SAFETY: the registration is pinned in this frame, which is left only by returning
+        // or unwinding, both of which drop it before anything `f` borrows (which outlives this
+        // call) goes away.
+        let mut cb = core::pin::pin!(unsafe { Callback::new_unchecked(self, f) });
+        cb.as_mut().register();
+        body()
     }
 
     /// Whether any child is alive under this node.

@@ -10,6 +10,7 @@
 
 use core::future::Future;
 use core::pin::Pin;
+use core::ptr;
 use core::task::{Context, Poll, Waker};
 
 use atomic_waker::AtomicWaker;
@@ -52,7 +53,7 @@ impl Waiter {
                 return Poll::Ready(unsafe { node.reason_unchecked() });
             }
             // SAFETY: lock held; the waiter is pinned (callers) and detaches on drop.
-            unsafe { node.list().push_front(&self.entry) };
+            unsafe { node.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
             node.unlock();
             return Poll::Pending;
         }
@@ -77,7 +78,7 @@ impl Waiter {
         let s = self.entry.status.load(Acquire);
         if s == list::IDLE || s == RELEASED {
             // SAFETY: lock held; pinned and detached on drop.
-            unsafe { node.list().push_front(&self.entry) };
+            unsafe { node.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
             node.set_flags(JOINERS);
         }
         node.unlock();
@@ -109,13 +110,17 @@ pub(crate) unsafe fn take_waker(e: *const Entry) -> Option<Waker> {
 /// # Safety
 /// The caller holds `node`'s lock; it is released on return.
 pub(crate) unsafe fn wake_joiners(node: &Node) {
+    // With `std`, a panicking waker does not stop the other joiners from being woken; the
+    // first panic is resumed at the end.
+    #[cfg(feature = "std")]
+    let mut panic = None;
     loop {
         // SAFETY: lock held.
         match unsafe { node.list().pop_kind(Kind::Join) } {
             None => {
                 node.clear_flags(JOINERS);
                 node.unlock();
-                return;
+                break;
             }
             Some(e) => {
                 node.unlock();
@@ -123,11 +128,23 @@ pub(crate) unsafe fn wake_joiners(node: &Node) {
                 let w = unsafe { take_waker(e) };
                 Node::release_entry(e);
                 if let Some(w) = w {
+                    #[cfg(feature = "std")]
+                    if let Err(p) =
+                        std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| w.wake()))
+                        && panic.is_none()
+                    {
+                        panic = Some(p);
+                    }
+                    #[cfg(not(feature = "std"))]
                     w.wake();
                 }
                 node.lock();
             }
         }
+    }
+    #[cfg(feature = "std")]
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
     }
 }
 
@@ -285,10 +302,14 @@ pub(crate) fn block(node: &NodeView, deadline: Option<std::time::Instant>) -> Op
     }
     let done = AtomicBool::new(false);
     let thread = std::thread::current();
-    let cb = pin!(crate::Callback::new(node, |_: &Reason| {
-        done.store(true, Ordering::Release);
-        thread.unpark();
-    }));
+    // SAFETY: the registration is pinned in this frame and dropped before `done` and
+    // `thread` (declared earlier), on return and on unwind; it cannot be leaked.
+    let cb = pin!(unsafe {
+        crate::Callback::new_unchecked(node, |_: &Reason| {
+            done.store(true, Ordering::Release);
+            thread.unpark();
+        })
+    });
     if cb.as_ref().try_register().is_err() {
         return node.reason();
     }

@@ -24,7 +24,6 @@
 use core::ptr;
 use core::task::Waker;
 
-use crate::any_of::LinkEntry;
 use crate::list::{Entry, Kind};
 use crate::node::Node;
 use crate::state::{CANCELLED, WALKER_REF, WALKING};
@@ -126,14 +125,17 @@ impl<'a> Walk<'a> {
                     // its reference on `up` (a drop of `up` here would wait on our own TAKEN
                     // entry).
                     Node::release_entry(from);
+                    let dead = self.cur;
+                    // Move on first, so that if anything below unwinds, `Finish` resumes from
+                    // `up` and never touches the freed node.
+                    self.cur = up;
                     // SAFETY: we own the last reference; its list is empty (every entry
                     // implies a reference); the entry we came through is released.
-                    let took = unsafe { crate::token::free_walked(self.cur, from) };
+                    let took = unsafe { crate::token::free_walked(dead, from) };
                     if took {
                         // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
                         unsafe { (*up).adopt_walker_ref() };
                     }
-                    self.cur = up;
                     continue;
                 }
                 // After this store `cur` may be freed; we never touch it again.
@@ -175,6 +177,8 @@ impl<'a> Walk<'a> {
                     }
                     // SAFETY: target locked and not cancelled.
                     unsafe { target.publish_cancel(reason) };
+                    // SAFETY: `e` is TAKEN by us, so its `prev` word is ours.
+                    unsafe { (*e).set_popped_from(cur) };
                     if kind == Kind::Link {
                         target.entry.set_scratch(e);
                     }
@@ -283,16 +287,16 @@ mod nesting {
     }
 }
 
-/// The entry through which the walker entered `node`, and the node above it.
+/// The entry through which the walker entered `node`, and the node it popped that entry from.
 fn incoming(node: &Node) -> (*const Entry, *const Node) {
-    if node.is_multi() {
-        let link = node.entry.scratch();
-        // SAFETY: set when we entered through this link, which we still hold TAKEN.
-        let up = unsafe { (*link.cast::<LinkEntry>()).parent() };
-        (link, up)
+    let from = if node.is_multi() {
+        node.entry.scratch()
     } else {
-        (&node.entry, node.parent_ptr().cast())
-    }
+        &raw const node.entry
+    };
+    // SAFETY: we hold `from` TAKEN and recorded the node we popped it from when we descended.
+    let up = unsafe { (*from).popped_from() };
+    (from, up)
 }
 
 fn target_of(e: *const Entry, kind: Kind) -> *const Node {
@@ -305,6 +309,6 @@ fn target_of(e: *const Entry, kind: Kind) -> *const Node {
             }
         }
         // SAFETY: a Link entry is the first field of a `#[repr(C)]` LinkEntry.
-        _ => unsafe { (*e.cast::<LinkEntry>()).target() },
+        _ => unsafe { (*e.cast::<crate::any_of::LinkEntry>()).target() },
     }
 }

@@ -37,6 +37,7 @@ impl LinkEntry {
         }
     }
 
+    #[cfg(feature = "alloc")]
     pub(crate) fn parent(&self) -> *const Node {
         self.parent
     }

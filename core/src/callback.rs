@@ -235,6 +235,7 @@ impl<F> Callback<'_, F> {
     /// be freed: only then does a same-thread call (from inside the callback) tell the walker
     /// not to touch it again; a same-thread `disarm` just returns and lets the walker release
     /// the entry as usual.
+    #[cfg_attr(not(any(loom, feature = "std")), allow(unused_variables))]
     fn unregister(self: Pin<&Self>, dropping: bool) {
         let e = &self.header.entry;
         let s = e.status.load(Acquire);

@@ -67,13 +67,14 @@ fn run() -> Result<(), i32> {
     check(ROOT.has_children(), 2)?;
     check(!grandchild.is_cancelled(), 3)?;
 
-    // A callback on the child.
-    let hits = AtomicU32::new(0);
-    let code = AtomicU32::new(0);
+    // A callback on the child. Its closure must be `'static`, so what it records goes to
+    // statics (`run` runs once per process).
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    static CODE: AtomicU32 = AtomicU32::new(0);
     let mut cb = pin!(Callback::new(child, |r: &Reason| {
-        hits.fetch_add(1, Ordering::Relaxed);
+        HITS.fetch_add(1, Ordering::Relaxed);
         if let Reason::Code(c) = r {
-            code.store(*c, Ordering::Relaxed);
+            CODE.store(*c, Ordering::Relaxed);
         }
     }));
     check(cb.as_mut().register(), 4)?;
@@ -96,8 +97,8 @@ fn run() -> Result<(), i32> {
     check(grandchild.reason() == Some(Reason::Code(42)), 10)?;
     check(any.reason() == Some(Reason::Code(42)), 11)?;
     check(!other.is_cancelled(), 12)?;
-    check(hits.load(Ordering::Relaxed) == 1, 13)?;
-    check(code.load(Ordering::Relaxed) == 42, 14)?;
+    check(HITS.load(Ordering::Relaxed) == 1, 13)?;
+    check(CODE.load(Ordering::Relaxed) == 42, 14)?;
     check(
         fut.as_mut().poll(&mut cx) == Poll::Ready(Reason::Code(42)),
         15,
@@ -109,12 +110,32 @@ fn run() -> Result<(), i32> {
     check(late.reason() == Some(Reason::Code(42)), 16)?;
 
     // `try_register` on a cancelled node reports instead of running inline.
-    let ran_late = AtomicU32::new(0);
+    static RAN_LATE: AtomicU32 = AtomicU32::new(0);
     let late_cb = pin!(Callback::new(late, |_: &Reason| {
-        ran_late.fetch_add(1, Ordering::Relaxed);
+        RAN_LATE.fetch_add(1, Ordering::Relaxed);
     }));
     check(late_cb.as_ref().try_register().is_err(), 17)?;
-    check(ran_late.load(Ordering::Relaxed) == 0, 18)?;
+    check(RAN_LATE.load(Ordering::Relaxed) == 0, 18)?;
+
+    // A scoped callback whose closure borrows from the stack: runs on a cancel inside the
+    // scope, runs at once on a cancelled node, and is unregistered once the scope is left.
+    let mut scoped = pin!(ChildNode::new(&other));
+    let scoped = scoped.as_mut().link();
+    let runs = AtomicU32::new(0);
+    let bump = |_: &Reason| {
+        runs.fetch_add(1, Ordering::Relaxed);
+    };
+    scoped.with_callback(bump, || {});
+    check(runs.load(Ordering::Relaxed) == 0, 19)?;
+    let inside = scoped.with_callback(bump, || {
+        let before = runs.load(Ordering::Relaxed);
+        scoped.cancel_with(Reason::Code(9));
+        (before, runs.load(Ordering::Relaxed))
+    });
+    check(inside == (0, 1), 20)?;
+    let inline = scoped.with_callback(bump, || runs.load(Ordering::Relaxed));
+    check(inline == 2, 21)?;
+    check(!other.is_cancelled(), 22)?;
     Ok(())
 }
 

@@ -93,7 +93,8 @@ fn pinned_children_allocate_nothing() {
 
 #[test]
 fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
-    let hits = &std::sync::atomic::AtomicUsize::new(0);
+    // Not shared with the tests running in parallel; a `static` so the closure is `'static`.
+    static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     // Warm up anything lazily initialised per thread (thread handle for the runner id).
     {
         let mut c = pin!(ChildNode::new(&ROOT));
@@ -108,7 +109,7 @@ fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
             let c = c.as_mut().link();
             let mut cb = pin!(Callback::new(c, |r: &Reason| {
                 assert_eq!(*r, Reason::Code(1));
-                hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }));
             assert!(cb.as_mut().register());
             let mut cb2 = pin!(Callback::new(&ROOT, |_: &Reason| {}));
@@ -122,7 +123,36 @@ fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
         }
     });
     assert_eq!(n, 0, "allocations for {N} pinned callbacks");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), N / 2);
+    assert_eq!(HITS.load(std::sync::atomic::Ordering::Relaxed), N / 2);
+}
+
+#[test]
+fn scoped_callbacks_allocate_nothing_run_or_unregistered() {
+    let hits = std::sync::atomic::AtomicUsize::new(0); // borrowed by the callbacks
+    let bump = |_: &Reason| {
+        hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    // Warm up anything lazily initialised per thread (thread handle for the runner id).
+    {
+        let mut c = pin!(ChildNode::new(&ROOT));
+        let c = c.as_mut().link();
+        c.with_callback(|_: &Reason| {}, || c.cancel());
+    }
+    let n = allocs_in(|| {
+        for i in 0..N {
+            let mut c = pin!(ChildNode::new(&ROOT));
+            let c = c.as_mut().link();
+            c.with_callback(bump, || {
+                if i.is_multiple_of(2) {
+                    c.cancel(); // runs the callback
+                }
+            });
+            // Already cancelled (every other round): runs inline; otherwise just unregisters.
+            c.with_callback(bump, || {});
+        }
+    });
+    assert_eq!(n, 0, "allocations for {N} scoped callbacks");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), N);
 }
 
 #[test]

@@ -19,15 +19,18 @@ type Slot = Arc<Mutex<Option<OnCancel<BoxedCb>>>>;
 #[test]
 fn pinned_callback_runs_once_on_the_cancelling_thread() {
     let node = Node::new();
-    let runs = AtomicUsize::new(0);
-    let ran_on: Mutex<Option<ThreadId>> = Mutex::new(None);
-    let seen: Mutex<Option<Reason>> = Mutex::new(None);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let ran_on: Arc<Mutex<Option<ThreadId>>> = Arc::new(Mutex::new(None));
+    let seen: Arc<Mutex<Option<Reason>>> = Arc::new(Mutex::new(None));
     // Boxed so that `drop(cb)` below really drops the registration.
-    let mut cb = Box::pin(Callback::new(&node, |r: &Reason| {
-        runs.fetch_add(1, SeqCst);
-        *ran_on.lock().unwrap() = Some(thread::current().id());
-        *seen.lock().unwrap() = Some(r.clone());
-    }));
+    let mut cb = {
+        let (runs, ran_on, seen) = (runs.clone(), ran_on.clone(), seen.clone());
+        Box::pin(Callback::new(&node, move |r: &Reason| {
+            runs.fetch_add(1, SeqCst);
+            *ran_on.lock().unwrap() = Some(thread::current().id());
+            *seen.lock().unwrap() = Some(r.clone());
+        }))
+    };
     assert!(!cb.is_registered());
     assert!(cb.as_mut().register());
     assert!(cb.is_registered());
@@ -91,12 +94,13 @@ fn on_cancel_runs_once_on_the_cancelling_thread() {
 fn register_on_cancelled_node_runs_inline() {
     let node = Node::new();
     node.cancel_with(Reason::Code(4));
-    let runs = AtomicUsize::new(0);
+    let runs = Arc::new(AtomicUsize::new(0));
     let me = thread::current().id();
-    let mut cb = Box::pin(Callback::new(&node, |r: &Reason| {
+    let r2 = runs.clone();
+    let mut cb = Box::pin(Callback::new(&node, move |r: &Reason| {
         assert_eq!(*r, Reason::Code(4));
         assert_eq!(thread::current().id(), me);
-        runs.fetch_add(1, SeqCst);
+        r2.fetch_add(1, SeqCst);
     }));
     assert!(!cb.as_mut().register(), "already cancelled: false");
     assert_eq!(runs.load(SeqCst), 1, "ran inline, before register returned");
@@ -127,9 +131,10 @@ fn register_on_cancelled_node_runs_inline() {
 #[test]
 fn try_register_reports_already_cancelled_without_running() {
     let node = Node::new();
-    let runs = AtomicUsize::new(0);
-    let cb = pin!(Callback::new(&node, |_: &Reason| {
-        runs.fetch_add(1, SeqCst);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let cb = pin!(Callback::new(&node, move |_: &Reason| {
+        r2.fetch_add(1, SeqCst);
     }));
     assert_eq!(cb.as_ref().try_register(), Ok(()));
     assert!(cb.is_registered());
@@ -139,9 +144,10 @@ fn try_register_reports_already_cancelled_without_running() {
 
     let node = Node::new();
     node.cancel();
-    let runs = AtomicUsize::new(0);
-    let mut cb = pin!(Callback::new(&node, |_: &Reason| {
-        runs.fetch_add(1, SeqCst);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let mut cb = pin!(Callback::new(&node, move |_: &Reason| {
+        r2.fetch_add(1, SeqCst);
     }));
     assert_eq!(cb.as_ref().try_register(), Err(AlreadyCancelled));
     assert_eq!(runs.load(SeqCst), 0, "try_register never runs the callback");
@@ -156,14 +162,16 @@ fn try_register_reports_already_cancelled_without_running() {
 #[test]
 fn disarm_returns_the_closure_and_prevents_the_run() {
     let node = Node::new();
-    let runs = AtomicUsize::new(0);
-    let mut cb = pin!(Callback::new(&node, |_: &Reason| {
-        runs.fetch_add(1, SeqCst);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let mut cb = pin!(Callback::new(&node, move |_: &Reason| {
+        r2.fetch_add(1, SeqCst);
     }));
     // Disarm before registering.
     assert!(cb.as_mut().disarm().is_some());
-    let mut cb2 = pin!(Callback::new(&node, |_: &Reason| {
-        runs.fetch_add(1, SeqCst);
+    let r2 = runs.clone();
+    let mut cb2 = pin!(Callback::new(&node, move |_: &Reason| {
+        r2.fetch_add(1, SeqCst);
     }));
     assert!(cb2.as_mut().register());
     assert!(cb2.as_mut().disarm().is_some());
@@ -194,8 +202,9 @@ fn dropped_registration_never_runs() {
         drop(src.on_cancel(move |_: &Reason| {
             h.fetch_add(1, SeqCst);
         }));
-        let mut cb = pin!(Callback::new(&src, |_: &Reason| {
-            hits.fetch_add(1, SeqCst);
+        let h = hits.clone();
+        let mut cb = pin!(Callback::new(&src, move |_: &Reason| {
+            h.fetch_add(1, SeqCst);
         }));
         cb.as_mut().register();
     }
@@ -264,35 +273,43 @@ fn dropping_on_cancel_waits_for_a_run_in_progress() {
 #[test]
 fn dropping_pinned_callback_waits_for_a_run_in_progress() {
     let node = Node::new();
-    let finished = AtomicBool::new(false);
-    let dropped = AtomicBool::new(false);
-    let dropped_seen_in_cb = AtomicBool::new(false);
+    let finished = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let dropped_seen_in_cb = Arc::new(AtomicBool::new(false));
     let (registered_tx, registered_rx) = mpsc::channel::<()>();
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (about_tx, about_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let started_rx = Mutex::new(started_rx);
-    let started_tx = Mutex::new(started_tx);
     thread::scope(|s| {
+        let node = &node;
         // D: owns the registration and drops it while C runs it.
-        let d = s.spawn(|| {
-            {
-                let mut cb = pin!(Callback::new(&node, |_: &Reason| {
-                    started_tx.lock().unwrap().send(()).unwrap();
-                    release_rx.lock().unwrap().recv().unwrap();
-                    dropped_seen_in_cb.store(dropped.load(SeqCst), SeqCst);
-                    finished.store(true, SeqCst);
-                }));
-                assert!(cb.as_mut().register());
-                registered_tx.send(()).unwrap();
-                started_rx.lock().unwrap().recv().unwrap();
-                about_tx.send(()).unwrap();
-            } // drop here
-            let ok = finished.load(SeqCst);
-            dropped.store(true, SeqCst);
-            ok
-        });
+        let d = {
+            let (finished, dropped, seen) = (
+                finished.clone(),
+                dropped.clone(),
+                dropped_seen_in_cb.clone(),
+            );
+            s.spawn(move || {
+                {
+                    // The closure owns what it uses (channel ends, `Arc`s); the registration
+                    // itself is pinned on D's stack.
+                    let (fin, drp) = (finished.clone(), dropped.clone());
+                    let mut cb = pin!(Callback::new(node, move |_: &Reason| {
+                        started_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        seen.store(drp.load(SeqCst), SeqCst);
+                        fin.store(true, SeqCst);
+                    }));
+                    assert!(cb.as_mut().register());
+                    registered_tx.send(()).unwrap();
+                    started_rx.recv().unwrap();
+                    about_tx.send(()).unwrap();
+                } // drop here
+                let ok = finished.load(SeqCst);
+                dropped.store(true, SeqCst);
+                ok
+            })
+        };
         registered_rx.recv().unwrap();
         // C: cancels, running the callback.
         let c = s.spawn(|| node.cancel());
@@ -385,13 +402,20 @@ fn on_cancel_dropped_from_inside_its_callback_cancelled_elsewhere() {
 #[test]
 fn callback_may_use_the_tree_while_it_runs() {
     must_finish("re-entrant callback", || {
-        let root = CancelSource::new();
+        let root = Arc::new(CancelSource::new());
         let older_child = root.child();
         let older_tok = older_child.token();
-        let holder = Mutex::new(Some(older_child));
-        let other = CancelSource::new();
-        let inner_runs = AtomicUsize::new(0);
-        let mut cb = pin!(Callback::new(&root, |_: &Reason| {
+        let holder = Arc::new(Mutex::new(Some(older_child)));
+        let other = Arc::new(CancelSource::new());
+        let inner_runs = Arc::new(AtomicUsize::new(0));
+        let (root2, holder2, other2, inner2) = (
+            root.clone(),
+            holder.clone(),
+            other.clone(),
+            inner_runs.clone(),
+        );
+        let mut cb = pin!(Callback::new(&root, move |_: &Reason| {
+            let (root, holder, other) = (root2, holder2, other2);
             // The node's lock must not be held here.
             assert!(root.has_children());
             let born = root.child();
@@ -402,8 +426,8 @@ fn callback_may_use_the_tree_while_it_runs() {
             let mut pinned = pin!(ChildNode::new(&root));
             assert!(pinned.as_mut().link().is_cancelled());
             // Registering another callback on the cancelled node runs it inline.
-            let mut inner = pin!(Callback::new(&root, |_: &Reason| {
-                inner_runs.fetch_add(1, SeqCst);
+            let mut inner = pin!(Callback::new(&root, move |_: &Reason| {
+                inner2.fetch_add(1, SeqCst);
             }));
             assert!(!inner.as_mut().register());
             // Drop a child the walker has not reached yet (older than us).
@@ -536,4 +560,193 @@ fn panicking_waker_does_not_skip_others() {
             "the future whose waker panicked still completes"
         );
     });
+}
+
+// ---- `NodeView::with_callback`: a scoped registration whose closure may borrow ----------
+
+/// The callback runs once, with the reason, when the node is cancelled inside `body`; it may
+/// borrow from the stack (it is not `'static`), and `with_callback` returns `body`'s value.
+#[test]
+fn with_callback_runs_on_cancel_inside_body() {
+    let node = Node::new();
+    let runs = AtomicUsize::new(0);
+    let seen: Mutex<Option<Reason>> = Mutex::new(None);
+    let order: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let out = node.with_callback(
+        |r: &Reason| {
+            runs.fetch_add(1, SeqCst);
+            *seen.lock().unwrap() = Some(r.clone());
+            order.lock().unwrap().push("cb");
+        },
+        || {
+            order.lock().unwrap().push("body start");
+            assert_eq!(runs.load(SeqCst), 0, "not run before the cancel");
+            assert!(node.cancel_with(Reason::Code(17)));
+            assert_eq!(runs.load(SeqCst), 1, "ran inside cancel_with");
+            assert!(!node.cancel());
+            order.lock().unwrap().push("body end");
+            99
+        },
+    );
+    assert_eq!(out, 99);
+    assert_eq!(runs.load(SeqCst), 1);
+    assert_eq!(*seen.lock().unwrap(), Some(Reason::Code(17)));
+    assert_eq!(*order.lock().unwrap(), ["body start", "cb", "body end"]);
+}
+
+/// Cancelled by another thread while `body` runs: the callback runs once on that thread.
+#[test]
+fn with_callback_runs_on_the_cancelling_thread() {
+    let node = Node::new();
+    let ran_on: Mutex<Option<ThreadId>> = Mutex::new(None);
+    let canceller = node.with_callback(
+        |_: &Reason| {
+            let mut slot = ran_on.lock().unwrap();
+            assert!(slot.is_none(), "runs once");
+            *slot = Some(thread::current().id());
+        },
+        || {
+            thread::scope(|s| {
+                s.spawn(|| {
+                    assert!(node.cancel());
+                    thread::current().id()
+                })
+                .join()
+                .unwrap()
+            })
+        },
+    );
+    assert_ne!(canceller, thread::current().id());
+    assert_eq!(*ran_on.lock().unwrap(), Some(canceller));
+}
+
+/// On an already cancelled node the callback runs at once, on this thread, before `body`.
+#[test]
+fn with_callback_runs_inline_if_already_cancelled() {
+    let node = Node::new();
+    node.cancel_with(Reason::Code(8));
+    let me = thread::current().id();
+    let runs = AtomicUsize::new(0);
+    let order: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    node.with_callback(
+        |r: &Reason| {
+            assert_eq!(*r, Reason::Code(8));
+            assert_eq!(thread::current().id(), me);
+            runs.fetch_add(1, SeqCst);
+            order.lock().unwrap().push("cb");
+        },
+        || {
+            assert_eq!(runs.load(SeqCst), 1, "ran before body");
+            order.lock().unwrap().push("body");
+            node.cancel(); // no second run
+        },
+    );
+    assert_eq!(runs.load(SeqCst), 1);
+    assert_eq!(*order.lock().unwrap(), ["cb", "body"]);
+}
+
+/// Once `body` returns the callback is unregistered: a later cancel does not run it, and the
+/// node has nothing of it left in its list (a second scope on the same node works as usual).
+#[test]
+fn with_callback_unregisters_after_body_returns() {
+    let root = CancelSource::new();
+    let child = root.child();
+    let runs = AtomicUsize::new(0);
+    child.with_callback(
+        |_: &Reason| {
+            runs.fetch_add(1, SeqCst);
+        },
+        || assert!(!child.is_cancelled()),
+    );
+    let later = AtomicUsize::new(0);
+    child.with_callback(
+        |_: &Reason| {
+            later.fetch_add(1, SeqCst);
+        },
+        || {},
+    );
+    assert!(root.cancel());
+    assert!(child.is_cancelled());
+    assert_eq!(runs.load(SeqCst), 0, "cancel after body must not run it");
+    assert_eq!(later.load(SeqCst), 0);
+    drop(child);
+    assert!(!root.has_children());
+}
+
+/// A panic in `body` unwinds through `with_callback`, which still unregisters the callback.
+#[test]
+fn with_callback_unregisters_when_body_panics() {
+    quiet_panics(|| {
+        let node = Node::new();
+        let runs = AtomicUsize::new(0);
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            node.with_callback(
+                |_: &Reason| {
+                    runs.fetch_add(1, SeqCst);
+                },
+                || panic!("expected test panic in with_callback body"),
+            )
+        }));
+        let payload = res.expect_err("the body's panic propagates");
+        assert_eq!(
+            payload.downcast_ref::<&str>().copied(),
+            Some("expected test panic in with_callback body")
+        );
+        assert_eq!(runs.load(SeqCst), 0);
+        assert!(node.cancel());
+        assert_eq!(runs.load(SeqCst), 0, "unregistered during the unwind");
+        // The node is still usable.
+        let mut c = pin!(ChildNode::new(&node));
+        assert!(c.as_mut().link().is_cancelled());
+    });
+}
+
+/// Cancelled on another thread whose run of the callback is still in progress when `body`
+/// returns: `with_callback` returns only after the callback did (it may borrow `body`'s
+/// caller's stack, so it must not outlive the call).
+#[test]
+fn with_callback_waits_for_a_run_in_progress() {
+    let node = Node::new();
+    let finished = AtomicBool::new(false);
+    let returned = AtomicBool::new(false);
+    let returned_seen_in_cb = AtomicBool::new(false);
+    let (registered_tx, registered_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (about_tx, about_rx) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let (node, finished, returned, seen) = (&node, &finished, &returned, &returned_seen_in_cb);
+        // D: runs the scope and returns from it while C runs the callback.
+        let d = s.spawn(move || {
+            node.with_callback(
+                move |_: &Reason| {
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    seen.store(returned.load(SeqCst), SeqCst);
+                    finished.store(true, SeqCst);
+                },
+                || {
+                    registered_tx.send(()).unwrap();
+                    started_rx.recv().unwrap();
+                    about_tx.send(()).unwrap();
+                },
+            );
+            let ok = finished.load(SeqCst);
+            returned.store(true, SeqCst);
+            ok
+        });
+        registered_rx.recv().unwrap();
+        // C: cancels, running the callback.
+        let c = s.spawn(|| node.cancel());
+        about_rx.recv().unwrap();
+        // No timing assertion: a correct `with_callback` passes however long this is.
+        thread::sleep(Duration::from_millis(20));
+        release_tx.send(()).unwrap();
+        assert!(c.join().unwrap());
+        assert!(
+            d.join().unwrap(),
+            "with_callback returned before the callback finished"
+        );
+    });
+    assert!(!returned_seen_in_cb.load(SeqCst));
 }

@@ -38,10 +38,11 @@ fn pinned_any_of_with_mixed_parents_and_subtree() {
     let m = m.as_mut().link();
     let mut under = pin!(ChildNode::new(m));
     let under = under.as_mut().link();
-    let runs = AtomicUsize::new(0);
-    let mut cb = pin!(Callback::new(m, |r: &Reason| {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let mut cb = pin!(Callback::new(m, move |r: &Reason| {
         assert_eq!(*r, Reason::Code(5));
-        runs.fetch_add(1, SeqCst);
+        r2.fetch_add(1, SeqCst);
     }));
     assert!(cb.as_mut().register());
     heap.cancel_with(Reason::Code(5)); // reaches m through the pinned parent
@@ -171,8 +172,9 @@ fn diamond_is_cancelled_once() {
     });
     let mut pd = pin!(AnyOf::new([&*a, &*b]));
     let pd = pd.as_mut().link();
-    let mut pcb = pin!(Callback::new(pd, |_: &Reason| {
-        runs.fetch_add(1, SeqCst);
+    let r2 = runs.clone();
+    let mut pcb = pin!(Callback::new(pd, move |_: &Reason| {
+        r2.fetch_add(1, SeqCst);
     }));
     assert!(pcb.as_mut().register());
     let dd = d.child();

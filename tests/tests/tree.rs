@@ -311,55 +311,72 @@ fn wide_tree_cancel() {
 /// Depth first, pre-order (a node is cancelled before anything under it), newest entry first.
 #[test]
 fn cancel_order_is_depth_first_preorder_newest_first() {
-    let log: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let push = |s| log.lock().unwrap().push(s);
+    use std::sync::Arc;
+
+    let log: Arc<Mutex<Vec<&'static str>>> = Arc::new(Mutex::new(Vec::new()));
+    // A `'static` callback that records `s` in the log.
+    let push = |s: &'static str| {
+        let log = log.clone();
+        move |_: &Reason| log.lock().unwrap().push(s)
+    };
 
     let root = CancelSource::new();
-    let mut r1 = pin!(Callback::new(&root, |_: &Reason| push("r1")));
+    let mut r1 = pin!(Callback::new(&root, push("r1")));
     assert!(r1.as_mut().register());
 
     let a = root.child(); // heap child
-    let mut a1 = pin!(Callback::new(&a, |_: &Reason| push("a1")));
+    let mut a1 = pin!(Callback::new(&a, push("a1")));
     assert!(a1.as_mut().register());
     let mut aa = pin!(ChildNode::new(&a)); // pinned grandchild
     let aa = aa.as_mut().link();
     let aa_tok: &Node = aa;
     let a_tok = a.token();
-    let mut aa1 = pin!(Callback::new(aa, |_: &Reason| {
-        // pre-order: the node and its ancestors are already cancelled
-        assert!(aa_tok.is_cancelled() && a_tok.is_cancelled());
-        push("aa1")
-    }));
-    assert!(aa1.as_mut().register());
-    let mut aa2 = pin!(Callback::new(aa, |_: &Reason| push("aa2")));
-    assert!(aa2.as_mut().register());
-    let mut a2 = pin!(Callback::new(&a, |_: &Reason| push("a2")));
-    assert!(a2.as_mut().register());
+    // `aa1` borrows the pinned grandchild, so it is a scoped registration: registered here and
+    // for the rest of the test (the cancel and the check of the order happen inside the scope).
+    // Had it run inline at registration (it must not: nothing is cancelled yet), "aa1" would
+    // be out of place in the log checked below.
+    assert!(!aa.is_cancelled());
+    aa.with_callback(
+        |_: &Reason| {
+            // pre-order: the node and its ancestors are already cancelled
+            assert!(aa_tok.is_cancelled() && a_tok.is_cancelled());
+            log.lock().unwrap().push("aa1")
+        },
+        || {
+            let mut aa2 = pin!(Callback::new(aa, push("aa2")));
+            assert!(aa2.as_mut().register());
+            let mut a2 = pin!(Callback::new(&a, push("a2")));
+            assert!(a2.as_mut().register());
 
-    let a_view = a.token();
-    let b_slot: Mutex<Option<CancelToken>> = Mutex::new(None);
-    let mut r2 = pin!(Callback::new(&root, |_: &Reason| {
-        // B (newer) was visited before us, A (older) not yet.
-        assert!(b_slot.lock().unwrap().as_ref().unwrap().is_cancelled());
-        assert!(
-            !a_view.is_cancelled(),
-            "older sibling subtree visited later"
-        );
-        push("r2")
-    }));
-    assert!(r2.as_mut().register());
+            let a_view = a.token();
+            let b_slot: Arc<Mutex<Option<CancelToken>>> = Arc::new(Mutex::new(None));
+            let mut r2 = pin!(Callback::new(&root, {
+                let (b_slot, log) = (b_slot.clone(), log.clone());
+                move |_: &Reason| {
+                    // B (newer) was visited before us, A (older) not yet.
+                    assert!(b_slot.lock().unwrap().as_ref().unwrap().is_cancelled());
+                    assert!(
+                        !a_view.is_cancelled(),
+                        "older sibling subtree visited later"
+                    );
+                    log.lock().unwrap().push("r2")
+                }
+            }));
+            assert!(r2.as_mut().register());
 
-    let b = root.child();
-    *b_slot.lock().unwrap() = Some(b.token());
-    let mut b1 = pin!(Callback::new(&b, |_: &Reason| push("b1")));
-    assert!(b1.as_mut().register());
+            let b = root.child();
+            *b_slot.lock().unwrap() = Some(b.token());
+            let mut b1 = pin!(Callback::new(&b, push("b1")));
+            assert!(b1.as_mut().register());
 
-    // Entries, newest first:
-    //   root: [b, r2, a, r1]; b: [b1]; a: [a2, aa, a1]; aa: [aa2, aa1]
-    assert!(root.cancel());
-    assert_eq!(
-        *log.lock().unwrap(),
-        ["b1", "r2", "a2", "aa2", "aa1", "a1", "r1"]
+            // Entries, newest first:
+            //   root: [b, r2, a, r1]; b: [b1]; a: [a2, aa, a1]; aa: [aa2, aa1]
+            assert!(root.cancel());
+            assert_eq!(
+                *log.lock().unwrap(),
+                ["b1", "r2", "a2", "aa2", "aa1", "a1", "r1"]
+            );
+        },
     );
 }
 

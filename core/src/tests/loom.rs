@@ -216,12 +216,13 @@ fn losing_cancel_sees_descendants_cancelled() {
 fn callback_register_vs_cancel() {
     model(|| {
         let node = Arc::new(Node::new());
-        let hits = AtomicUsize::new(0);
+        let hits = Arc::new(AtomicUsize::new(0));
         let n = node.clone();
         let t = thread::spawn(move || assert!(n.cancel_with(Reason::Code(5))));
-        let mut cb = pin!(Callback::new(&node, |r: &Reason| {
+        let h = hits.clone();
+        let mut cb = pin!(Callback::new(&node, move |r: &Reason| {
             assert_eq!(*r, Reason::Code(5));
-            hits.fetch_add(1, SeqCst);
+            h.fetch_add(1, SeqCst);
         }));
         let registered = cb.as_mut().register();
         if !registered {
@@ -239,11 +240,12 @@ fn callback_register_vs_cancel() {
 fn callback_try_register_vs_cancel() {
     model(|| {
         let node = Arc::new(Node::new());
-        let hits = AtomicUsize::new(0);
+        let hits = Arc::new(AtomicUsize::new(0));
         let n = node.clone();
         let t = thread::spawn(move || assert!(n.cancel()));
-        let cb = pin!(Callback::new(&node, |_: &Reason| {
-            hits.fetch_add(1, SeqCst);
+        let h = hits.clone();
+        let cb = pin!(Callback::new(&node, move |_: &Reason| {
+            h.fetch_add(1, SeqCst);
         }));
         let ok = cb.as_ref().try_register().is_ok();
         t.join().unwrap();
@@ -452,13 +454,14 @@ fn any_of_two_parents_cancel() {
     model(|| {
         let p1 = Arc::new(Node::new());
         let p2 = Arc::new(Node::new());
-        let runs = AtomicUsize::new(0);
-        let seen = AtomicUsize::new(0);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
         let mut node = pin!(AnyOf::new([&*p1, &*p2]));
         let node = node.as_mut().link();
-        let mut cb = pin!(Callback::new(node, |r: &Reason| {
-            runs.fetch_add(1, SeqCst);
-            seen.store(code(r), SeqCst);
+        let (rs, sn) = (runs.clone(), seen.clone());
+        let mut cb = pin!(Callback::new(node, move |r: &Reason| {
+            rs.fetch_add(1, SeqCst);
+            sn.store(code(r), SeqCst);
         }));
         assert!(cb.as_mut().register());
         let p = p1.clone();

@@ -1,5 +1,6 @@
 use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::vec;
 
 use crate::{Callback, CancelSource, ChildNode, Node, Reason};
@@ -21,12 +22,14 @@ fn chain_cancel_and_reasons() {
 #[test]
 fn callbacks_order_newest_first() {
     let root = Node::new();
-    let order = AtomicUsize::new(0);
-    let mut c1 = pin!(Callback::new(&root, |_: &Reason| {
-        assert_eq!(order.fetch_add(1, Ordering::SeqCst), 1);
+    let order = Arc::new(AtomicUsize::new(0));
+    let o1 = order.clone();
+    let mut c1 = pin!(Callback::new(&root, move |_: &Reason| {
+        assert_eq!(o1.fetch_add(1, Ordering::SeqCst), 1);
     }));
-    let mut c2 = pin!(Callback::new(&root, |_: &Reason| {
-        assert_eq!(order.fetch_add(1, Ordering::SeqCst), 0);
+    let o2 = order.clone();
+    let mut c2 = pin!(Callback::new(&root, move |_: &Reason| {
+        assert_eq!(o2.fetch_add(1, Ordering::SeqCst), 0);
     }));
     assert!(c1.as_mut().register());
     assert!(c2.as_mut().register());

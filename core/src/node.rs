@@ -204,15 +204,11 @@ impl Node {
         let mut cur = self.state.load(Relaxed);
         loop {
             if cur & LOCKED == 0 {
-                match self
-                    .state
-                    .compare_exchange_weak(cur, cur | LOCKED, Acquire, Relaxed)
-                {
-                    Ok(_) => return cur | LOCKED,
-                    Err(actual) => {
-                        cur = actual;
-                        continue;
-                    }
+                // Test-and-set rather than compare-and-swap: a reference-count change by
+                // another thread does not make the attempt fail.
+                let old = self.state.fetch_or(LOCKED, Acquire);
+                if old & LOCKED == 0 {
+                    return old | LOCKED;
                 }
             }
             crate::loom::relax(&mut spins);
@@ -273,6 +269,19 @@ impl Node {
     #[inline]
     pub(crate) fn unlock_clearing(&self, flags: usize) {
         self.state.fetch_and(!(LOCKED | flags), Release);
+    }
+
+    /// Unlock and set walker flags (known to be clear) in the same `Release` operation.
+    #[inline]
+    pub(crate) fn unlock_setting(&self, flags: usize) {
+        self.state.fetch_xor(LOCKED | flags, Release);
+    }
+
+    /// Clear walker flags without holding the lock (`Release`: the walker's work on the
+    /// subtree happens-before a waiter that sees `WALKING` clear).
+    #[inline]
+    pub(crate) fn clear_flags_release(&self, flags: usize) {
+        self.state.fetch_and(!flags, Release);
     }
 
     /// Current state word with `Acquire`, for spin loops.

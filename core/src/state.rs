@@ -1,16 +1,17 @@
 //! Bit layout of a node's state word.
 //!
-//! ```text
-//!  usize: [ reference count (alloc mode) ........ | 7 6 5 4 3 2 1 0 ]
-//!                                                   | | | | | | | `- CANCELLED
-//!                                                   | | | | | | `--- LOCKED (list lock)
-//!                                                   | | | | | `----- INIT (linking decided)
-//!                                                   | | | | `------- COUNTED_PARENT
-//!                                                   | | | `--------- MULTI (several parents)
-//!                                                   | | `----------- JOINERS (join waiters linked)
-//!                                                   | `------------- WALKING (subtree walk running)
-//!                                                   `--------------- WALKER_REF (walker holds a ref)
-//! ```
+//! | bit | name | meaning |
+//! |---|---|---|
+//! | 0 | `CANCELLED` | cancelled; the reason is written |
+//! | 1 | `LOCKED` | list lock |
+//! | 2 | `INIT` | linking decided (linked or born cancelled) |
+//! | 3 | `COUNTED_PARENT` | `parent` holds a reference on a heap parent |
+//! | 4 | `MULTI` | several parents (link set) |
+//! | 5 | `JOINERS` | join waiters linked |
+//! | 6 | `WALKING` | the subtree walk is still running |
+//! | 7 | `WALKER_REF` | the walker holds a reference |
+//! | 8 | `DRAINED` | the walker may leave without relocking |
+//! | 9.. | refcount | handles to a heap node, in units of `REF_ONE` |
 //!
 //! `CANCELLED` is set once and never cleared. `LOCKED` guards the node's entry list and its
 //! child count; it is never held while user code runs. The reference count (in units of
@@ -33,9 +34,13 @@ pub(crate) const WALKING: usize = 1 << 6;
 /// The walker holds one reference on this heap node (walk.rs).
 pub(crate) const WALKER_REF: usize = 1 << 7;
 
+/// The walker left this node with an empty list when it descended into its last child, so it
+/// can leave the node on the way back up without locking it again (walk.rs).
+pub(crate) const DRAINED: usize = 1 << 8;
+
 /// One reference in the reference-count field.
 #[cfg(feature = "alloc")]
-pub(crate) const REF_ONE: usize = 1 << 8;
+pub(crate) const REF_ONE: usize = 1 << 9;
 /// Mask of the reference-count field.
 #[cfg(feature = "alloc")]
 pub(crate) const REF_MASK: usize = !(REF_ONE - 1);

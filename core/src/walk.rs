@@ -26,7 +26,7 @@ use core::task::Waker;
 
 use crate::list::{Entry, Kind};
 use crate::node::Node;
-use crate::state::{CANCELLED, WALKER_REF, WALKING};
+use crate::state::{CANCELLED, DRAINED, WALKER_REF, WALKING};
 
 pub(crate) struct Walk<'a> {
     root: &'a Node,
@@ -92,55 +92,82 @@ impl<'a> Walk<'a> {
         f();
     }
 
+    /// Leave `cur`, whose list is empty (or which we left `DRAINED`): clear the walker bits
+    /// (and unlock it if `locked`), drop the walker's reference, release the entry we came
+    /// through and move up. Returns `true` when the walk is over.
+    fn leave(&mut self, cur: &Node, locked: bool) -> bool {
+        const MINE: usize = WALKING | WALKER_REF | DRAINED;
+        #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
+        let st = cur.state_relaxed();
+        if ptr::eq(cur, self.root) {
+            if locked {
+                cur.unlock_clearing(MINE);
+            } else {
+                cur.clear_flags_release(MINE);
+            }
+            // The root is borrowed by our caller, who holds a reference if it is on the heap,
+            // so ours is never the last one.
+            #[cfg(feature = "alloc")]
+            if st & WALKER_REF != 0 {
+                cur.ref_dec_unless_last();
+            }
+            self.done = true;
+            return true;
+        }
+        let (from, up) = incoming(cur);
+        if locked {
+            cur.unlock_clearing(MINE);
+        } else {
+            cur.clear_flags_release(MINE);
+        }
+        #[cfg(feature = "alloc")]
+        if st & WALKER_REF != 0 && cur.ref_dec_unless_last() {
+            // Nobody else can reach `cur`: release our entry, free it, and take over its
+            // reference on `up` (a drop of `up` here would wait on our own TAKEN entry).
+            Node::release_entry(from);
+            let dead = self.cur;
+            // Move on first, so that if anything below unwinds, `Finish` resumes from `up`
+            // and never touches the freed node.
+            self.cur = up;
+            // SAFETY: we own the last reference; its list is empty (every entry implies a
+            // reference); the entry we came through is released.
+            let took = unsafe { crate::token::free_walked(dead, from) };
+            if took {
+                // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
+                unsafe { (*up).adopt_walker_ref() };
+            }
+            return false;
+        }
+        // After this store `cur` may be freed; we never touch it again.
+        Node::release_entry(from);
+        self.cur = up;
+        false
+    }
+
     fn steps(&mut self) {
         loop {
             // SAFETY: `cur` is the root (borrowed by the caller) or a node we hold TAKEN
             // (invariant 4), so it is alive.
             let cur = unsafe { &*self.cur };
             if !self.held {
+                // We left this node with an empty list when we descended from it, and it is
+                // cancelled, so nothing the walker acts on can have been linked since (only
+                // join waiters may link into a cancelled node): leave it without locking.
+                if cur.state_relaxed() & DRAINED != 0 {
+                    if self.leave(cur, false) {
+                        return;
+                    }
+                    continue;
+                }
                 cur.lock();
             }
             self.held = false;
             // SAFETY: we hold `cur`'s lock.
             let popped = unsafe { cur.list().pop_front() };
             let Some(e) = popped else {
-                #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
-                let st = cur.state_relaxed();
-                if ptr::eq(cur, self.root) {
-                    cur.unlock_clearing(WALKING | WALKER_REF);
-                    // The root is borrowed by our caller, who holds a reference if it is on
-                    // the heap, so ours is never the last one.
-                    #[cfg(feature = "alloc")]
-                    if st & WALKER_REF != 0 {
-                        cur.ref_dec_unless_last();
-                    }
-                    self.done = true;
+                if self.leave(cur, true) {
                     return;
                 }
-                let (from, up) = incoming(cur);
-                cur.unlock_clearing(WALKING | WALKER_REF);
-                #[cfg(feature = "alloc")]
-                if st & WALKER_REF != 0 && cur.ref_dec_unless_last() {
-                    // Nobody else can reach `cur`: release our entry, free it, and take over
-                    // its reference on `up` (a drop of `up` here would wait on our own TAKEN
-                    // entry).
-                    Node::release_entry(from);
-                    let dead = self.cur;
-                    // Move on first, so that if anything below unwinds, `Finish` resumes from
-                    // `up` and never touches the freed node.
-                    self.cur = up;
-                    // SAFETY: we own the last reference; its list is empty (every entry
-                    // implies a reference); the entry we came through is released.
-                    let took = unsafe { crate::token::free_walked(dead, from) };
-                    if took {
-                        // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
-                        unsafe { (*up).adopt_walker_ref() };
-                    }
-                    continue;
-                }
-                // After this store `cur` may be freed; we never touch it again.
-                Node::release_entry(from);
-                self.cur = up;
                 continue;
             };
             // SAFETY: `e` is TAKEN by us, so it stays valid until we release it.
@@ -182,7 +209,12 @@ impl<'a> Walk<'a> {
                     if kind == Kind::Link {
                         target.entry.set_scratch(e);
                     }
-                    cur.unlock();
+                    // SAFETY: we still hold `cur`'s lock.
+                    if unsafe { cur.list().is_empty() } {
+                        cur.unlock_setting(DRAINED);
+                    } else {
+                        cur.unlock();
+                    }
                     self.cur = target;
                     self.held = true;
                 }

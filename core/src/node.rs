@@ -221,33 +221,17 @@ impl Node {
         self.state.fetch_and(!LOCKED, Release);
     }
 
-    /// Take the list lock and one reference in the same atomic operation.
+    /// Unlock and take one reference in the same atomic operation.
     #[cfg(feature = "alloc")]
     #[inline]
-    pub(crate) fn lock_ref(&self) -> usize {
-        let mut spins = 0;
-        let mut cur = self.state.load(Relaxed);
-        loop {
-            if cur & LOCKED == 0 {
-                assert!(
-                    cur & REF_MASK <= REF_MASK / 2,
-                    "cutoff: too many handles to one node"
-                );
-                match self.state.compare_exchange_weak(
-                    cur,
-                    (cur | LOCKED) + REF_ONE,
-                    Acquire,
-                    Relaxed,
-                ) {
-                    Ok(_) => return cur | LOCKED,
-                    Err(actual) => {
-                        cur = actual;
-                        continue;
-                    }
-                }
-            }
-            crate::loom::relax(&mut spins);
-            cur = crate::loom::spin_read(&self.state, Relaxed);
+    pub(crate) fn unlock_ref(&self) {
+        // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
+        // reference.
+        let old = self.state.fetch_add(REF_ONE - LOCKED, Release);
+        debug_assert!(old & LOCKED != 0);
+        if old & REF_MASK > REF_MASK / 2 {
+            self.state.fetch_sub(REF_ONE, Relaxed);
+            panic!("cutoff: too many handles to one node");
         }
     }
 
@@ -382,32 +366,17 @@ impl Node {
     /// Link `child` under `self`, or make it born cancelled if `self` is cancelled.
     ///
     /// Returns `true` if linked. With `counted`, the child takes one reference on `self` (in
-    /// the same atomic operation as the lock) if it links.
+    /// the same atomic operation as the unlock) if it links.
     ///
     /// # Safety
     /// `child` is at its final address, not yet initialised, and exclusively owned by the
     /// caller (or its lock is held); `self` outlives `child` (invariant 1).
     pub(crate) unsafe fn adopt(&self, child: &Node, counted: bool) -> bool {
-        #[cfg(feature = "alloc")]
-        let st = if counted {
-            self.lock_ref()
-        } else {
-            self.lock()
-        };
-        #[cfg(not(feature = "alloc"))]
         let st = self.lock();
         if st & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
             let reason = unsafe { self.reason_unchecked() };
-            // A born-cancelled child does not need its parent: give the reference back (not
-            // the last one: the caller holds another).
-            #[cfg(feature = "alloc")]
-            if counted {
-                self.unlock_unref();
-            } else {
-                self.unlock();
-            }
-            #[cfg(not(feature = "alloc"))]
+            // A born-cancelled child does not need its parent (and takes no reference on it).
             self.unlock();
             // SAFETY: the child is exclusively ours and not cancelled yet.
             unsafe { child.publish_born_cancelled(reason) };
@@ -425,6 +394,12 @@ impl Node {
             self.list.push_front(&raw const child.entry);
         }
         self.entry.set_aux(self.entry.aux() + 1);
+        #[cfg(feature = "alloc")]
+        if counted {
+            // The child's reference on us, taken in the same operation as the unlock.
+            self.unlock_ref();
+            return true;
+        }
         self.unlock();
         true
     }

@@ -231,7 +231,7 @@ impl<'a> Walk<'a> {
                 }
                 Kind::Waiter | Kind::Join => {
                     // Take up to `BATCH` wakers under one lock hold, then wake them outside
-                    // it. Taking a waker out of its `AtomicWaker` runs no user code.
+                    // it. Moving a waker out of its slot runs no user code.
                     let mut wakers: [Option<Waker>; BATCH] = [const { None }; BATCH];
                     let mut n = 0;
                     let mut e = e;

@@ -132,6 +132,27 @@ pub(crate) unsafe fn unlink_all(first: *const LinkEntry) {
     }
 }
 
+/// The minimum of `f(parent)` over the parents of the links starting at `first`.
+///
+/// # Safety
+/// `first` is the first link of an initialised multi-parent node that the caller keeps alive
+/// (so its parents are alive too).
+pub(crate) unsafe fn min_over_parents(first: *const LinkEntry, f: fn(&Node) -> u64) -> u64 {
+    let mut min = u64::MAX;
+    let mut cur = first;
+    loop {
+        // SAFETY: links are contiguous up to the one flagged LAST; parents outlive the node.
+        let link = unsafe { &*cur };
+        // SAFETY: as above.
+        min = min.min(f(unsafe { &*link.parent }));
+        if link.entry.aux() & LAST != 0 {
+            return min;
+        }
+        // SAFETY: not the last, so the next slot exists.
+        cur = unsafe { cur.add(1) };
+    }
+}
+
 /// Number of links starting at `first`.
 ///
 /// # Safety

@@ -500,6 +500,13 @@ impl Node {
 
     // ---- reference counting for heap nodes (alloc) ----
 
+    /// Whether this is a heap node (a handle holds a reference). Pinned and `static` nodes
+    /// always have a zero count.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn is_heap(&self) -> bool {
+        self.state.load(Relaxed) & REF_MASK != 0
+    }
+
     /// Set the initial reference count of a fresh heap node.
     #[cfg(feature = "alloc")]
     pub(crate) fn init_refs(&self, refs: usize) {

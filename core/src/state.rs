@@ -11,7 +11,8 @@
 //! | 6 | `WALKING` | the subtree walk is still running |
 //! | 7 | `WALKER_REF` | the walker holds a reference |
 //! | 8 | `DRAINED` | the walker may leave without relocking |
-//! | 9.. | refcount | handles to a heap node, in units of `REF_ONE` |
+//! | 9 | `EXT` | the node heads an extension node (`ext.rs`) |
+//! | 10.. | refcount | handles to a heap node, in units of `REF_ONE` |
 //!
 //! `CANCELLED` is set once and never cleared. `LOCKED` guards the node's entry list and its
 //! child count; it is never held while user code runs. The reference count (in units of
@@ -38,9 +39,12 @@ pub(crate) const WALKER_REF: usize = 1 << 7;
 /// can leave the node on the way back up without locking it again (walk.rs).
 pub(crate) const DRAINED: usize = 1 << 8;
 
+/// The node is the first field of an `ExtHeader` (ext.rs).
+pub(crate) const EXT: usize = 1 << 9;
+
 /// One reference in the reference-count field.
 #[cfg(feature = "alloc")]
-pub(crate) const REF_ONE: usize = 1 << 9;
+pub(crate) const REF_ONE: usize = 1 << 10;
 /// Mask of the reference-count field.
 #[cfg(feature = "alloc")]
 pub(crate) const REF_MASK: usize = !(REF_ONE - 1);

@@ -126,10 +126,26 @@ unsafe fn free_chain(ptr: NonNull<Node>) {
         } else if parent_last {
             parent = NonNull::new(node.parent_ptr().cast::<Node>().cast_mut());
         }
-        // SAFETY: allocated by `new_heap`, no references remain, unlinked.
-        drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+        // SAFETY: allocated by `new_heap` (or by an extension, freed through its vtable), no
+        // references remain, unlinked.
+        unsafe { free_node(ptr.as_ptr()) };
         // The child's reference on its parent was the last one: free the parent next.
         next = parent;
+    }
+}
+
+/// Free the memory of a heap node with no references left, already unlinked.
+///
+/// # Safety
+/// `ptr` came from `new_heap` or `ExtHeader::into_source`, and nothing refers to it any more.
+unsafe fn free_node(ptr: *mut Node) {
+    // SAFETY: forwarded.
+    unsafe {
+        if (*ptr).ext_header().is_some() {
+            Node::free_ext(ptr);
+        } else {
+            drop(Box::from_raw(ptr));
+        }
     }
 }
 
@@ -178,8 +194,8 @@ pub(crate) unsafe fn free_walked(ptr: *const Node, from: *const crate::list::Ent
     } else {
         took = node.has_counted_parent();
     }
-    // SAFETY: allocated by `new_heap`; no references remain; unlinked.
-    drop(unsafe { Box::from_raw(ptr.cast_mut()) });
+    // SAFETY: allocated by `new_heap` or an extension; no references remain; unlinked.
+    unsafe { free_node(ptr.cast_mut()) };
     took
 }
 
@@ -188,6 +204,15 @@ impl CancelSource {
     #[must_use]
     pub fn new() -> Self {
         Self { ptr: new_heap() }
+    }
+
+    /// Adopt a node with one reference.
+    ///
+    /// # Safety
+    /// `ptr` is a live heap node (from `new_heap` or an extension) whose one reference the
+    /// caller transfers to the source.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Node>) -> Self {
+        Self { ptr }
     }
 
     /// A new child of a `'static` node (for example a `static` root).

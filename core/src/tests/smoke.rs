@@ -88,3 +88,79 @@ fn callback_drops_last_handle_of_its_node() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert!(!root.has_children());
 }
+
+mod ext {
+    use core::pin::pin;
+    use core::ptr::NonNull;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::boxed::Box;
+
+    use crate::{CancelSource, ChildNode, ExtHeader, ExtVtable, Node, Reason};
+
+    /// A toy extension: a header plus a deadline.
+    #[repr(C)]
+    struct Dl {
+        header: ExtHeader,
+        deadline: u64,
+    }
+
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe fn deadline(h: *const ExtHeader) -> u64 {
+        // SAFETY: `h` heads a `Dl` (test).
+        unsafe { (*h.cast::<Dl>()).deadline }
+    }
+
+    unsafe fn free(h: *mut ExtHeader) {
+        FREED.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: allocated as a `Box<Dl>` below.
+        drop(unsafe { Box::from_raw(h.cast::<Dl>()) });
+    }
+
+    static VT: ExtVtable = ExtVtable { deadline, free };
+
+    #[test]
+    fn deadline_walks_to_the_nearest_extension_and_heap_ext_is_freed_through_its_vtable() {
+        let root = CancelSource::new();
+        assert_eq!(root.deadline_raw(), None);
+        let dl = Box::new(Dl {
+            header: ExtHeader::new(&VT),
+            deadline: 500,
+        });
+        // SAFETY: fresh heap allocation headed by the header; parent is a heap node.
+        let src =
+            unsafe { ExtHeader::into_source(NonNull::from(Box::leak(dl)).cast(), Some(&root)) };
+        assert_eq!(src.deadline_raw(), Some(500));
+        let child = src.child();
+        {
+            let mut pinned = pin!(ChildNode::new(&child));
+            let pinned = pinned.as_mut().link();
+            assert_eq!(pinned.deadline_raw(), Some(500));
+
+            // A pinned extension under the pinned child.
+            let mut p = pin!(Dl {
+                header: ExtHeader::new(&VT),
+                deadline: 300
+            });
+            // SAFETY: pinned in this frame, exclusive, parent outlives it; unlinked below.
+            let linked = unsafe {
+                p.as_mut()
+                    .map_unchecked_mut(|d| &mut d.header)
+                    .into_ref()
+                    .link(pinned)
+            };
+            assert!(linked);
+            assert_eq!(p.header.node().deadline_raw(), Some(300));
+            root.cancel_with(Reason::DeadlineExceeded);
+            assert!(p.header.node().is_cancelled());
+            // SAFETY: linked above, about to go away.
+            unsafe { p.header.unlink() };
+        }
+
+        let before = FREED.load(Ordering::SeqCst);
+        drop(child);
+        drop(src);
+        assert_eq!(FREED.load(Ordering::SeqCst), before + 1);
+        let _ = Node::new();
+    }
+}

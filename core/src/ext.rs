@@ -1,0 +1,194 @@
+//! Extension nodes: tree nodes that carry more than the tree itself needs, defined by other
+//! crates. `cutoff-timer` uses them for deadline nodes (a node plus its timer-wheel entry).
+//!
+//! An extension node is a `#[repr(C)]` struct whose first field is an [`ExtHeader`]: a
+//! [`Node`] followed by a `&'static` [`ExtVtable`]. The `EXT` state bit tells the tree that a
+//! node is such a header, so it can
+//!
+//! * ask it for its **deadline** ([`NodeView::deadline_raw`] walks up the tree to the nearest
+//!   extension node and takes the earliest deadline on the way), and
+//! * **free** it through the vtable when it lives on the heap behind a
+//!   [`CancelSource`](crate::CancelSource) and the last handle goes.
+//!
+//! The extension crate is responsible for what its part of the struct needs (for a deadline,
+//! taking its entry out of the timer wheel and waiting for a firing in progress) in its own
+//! `Drop`.
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::pin::Pin;
+
+use crate::node::Node;
+use crate::state::{EXT, INIT, MULTI};
+use crate::view::NodeView;
+
+/// What the tree needs to know about an extension node.
+pub struct ExtVtable {
+    /// The node's effective deadline (already the earliest on its path when it was linked),
+    /// in the extension's time unit, or `u64::MAX` for none.
+    ///
+    /// # Safety
+    /// Called with a pointer to a live header whose vtable is this one.
+    pub deadline: unsafe fn(*const ExtHeader) -> u64,
+    /// Drop and free a heap extension node whose last handle is gone. The tree has already
+    /// unlinked it from its parents and released its references on them.
+    ///
+    /// # Safety
+    /// Called once, with a pointer produced for [`ExtHeader::into_source`], when no handle to
+    /// the node remains.
+    #[cfg(feature = "alloc")]
+    pub free: unsafe fn(*mut ExtHeader),
+}
+
+impl fmt::Debug for ExtVtable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtVtable").finish_non_exhaustive()
+    }
+}
+
+/// The first field of an extension node: a tree node and the extension's vtable.
+#[repr(C)]
+pub struct ExtHeader {
+    node: Node,
+    vtable: &'static ExtVtable,
+}
+
+impl fmt::Debug for ExtHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtHeader")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExtHeader {
+    crate::loom_const_fn! {
+        /// A fresh header (an unlinked root node) with `vtable`.
+        pub fn new(vtable: &'static ExtVtable) -> ExtHeader {
+            ExtHeader { node: Node::new(), vtable }
+        }
+    }
+
+    /// The tree node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Link this (pinned) extension node under `parent`, or make it born cancelled if the
+    /// parent is. Returns `true` if it linked. Calling it again does nothing and returns
+    /// whether the node is linked.
+    ///
+    /// # Safety
+    /// The header is the first field of a `#[repr(C)]` extension struct that the vtable
+    /// understands; it is pinned at its final address and owned exclusively by the caller
+    /// (no other thread can reach it yet); `parent` outlives it; before the extension struct
+    /// is freed, its owner calls [`unlink`](Self::unlink).
+    pub unsafe fn link(self: Pin<&Self>, parent: &NodeView) -> bool {
+        let this = self.get_ref();
+        if this.node.state_relaxed() & INIT != 0 {
+            return !this.node.parent_ptr().is_null();
+        }
+        this.node.set_flags(EXT);
+        // SAFETY: exclusive, pinned, parent outlives us (caller).
+        unsafe { parent.node().adopt(&this.node, false) }
+    }
+
+    /// Unlink this pinned extension node from its parent (its owner's `Drop` calls this).
+    ///
+    /// # Safety
+    /// The caller owns the node and is about to free it; it was linked with
+    /// [`link`](Self::link).
+    pub unsafe fn unlink(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.node.unlink_from_parents(false) };
+    }
+
+    /// Make a heap extension node into a [`CancelSource`](crate::CancelSource), linked under
+    /// `parent` (or a root with `None`).
+    ///
+    /// # Safety
+    /// `ptr` points to a fresh heap allocation (made by the extension) whose first field is
+    /// this header, not shared with anyone; the vtable's `free` can free it. If `parent` is
+    /// not a heap node (a `CancelSource`/`CancelToken`'s), it must be a `'static` node.
+    #[cfg(feature = "alloc")]
+    pub unsafe fn into_source(
+        ptr: core::ptr::NonNull<ExtHeader>,
+        parent: Option<&NodeView>,
+    ) -> crate::CancelSource {
+        // SAFETY: fresh and exclusive (caller).
+        let node = unsafe { &ptr.as_ref().node };
+        node.init_refs(crate::state::REF_ONE | EXT);
+        if let Some(p) = parent {
+            let p = p.node();
+            // A heap parent has a non-zero count (the caller's handle); anything else is
+            // 'static (caller).
+            let counted = p.is_heap();
+            // SAFETY: exclusive child; the parent outlives it (counted or 'static).
+            unsafe { p.adopt(node, counted) };
+        }
+        // SAFETY: one reference, transferred to the source.
+        unsafe { crate::CancelSource::from_raw(ptr.cast()) }
+    }
+}
+
+impl Node {
+    /// If this node is an extension node, its header.
+    pub(crate) fn ext_header(&self) -> Option<&ExtHeader> {
+        if self.state_relaxed() & EXT != 0 {
+            // SAFETY: the EXT bit is only set on the `node` field of an `ExtHeader` (see
+            // `link` and `into_source`), which is `#[repr(C)]` with the node first.
+            Some(unsafe { &*(self as *const Node).cast::<ExtHeader>() })
+        } else {
+            None
+        }
+    }
+
+    /// Free a heap extension node through its vtable.
+    ///
+    /// # Safety
+    /// As for [`ExtVtable::free`].
+    #[cfg(feature = "alloc")]
+    pub(crate) unsafe fn free_ext(ptr: *const Node) {
+        let h = ptr.cast::<ExtHeader>().cast_mut();
+        // SAFETY: the caller's contract; the vtable is immutable.
+        unsafe { ((*h).vtable.free)(h) }
+    }
+}
+
+impl NodeView {
+    /// The earliest deadline of any extension node (for example a `cutoff-timer` deadline)
+    /// on this node's path to the root, in that extension's time unit (nanoseconds for
+    /// `cutoff-timer`), or `None`.
+    ///
+    /// It walks up to the nearest extension node (whose stored deadline already includes
+    /// its own ancestors'); through a multi-parent node it takes the earliest over all of its
+    /// parents. Cost: the number of plain nodes between this node and that extension node.
+    pub fn deadline_raw(&self) -> Option<u64> {
+        let d = path_deadline(self.node());
+        (d != u64::MAX).then_some(d)
+    }
+}
+
+fn path_deadline(mut node: &Node) -> u64 {
+    loop {
+        if let Some(h) = node.ext_header() {
+            // SAFETY: a live header with its own vtable.
+            return unsafe { (h.vtable.deadline)(h) };
+        }
+        let st = node.state_relaxed();
+        if st & INIT == 0 {
+            return u64::MAX;
+        }
+        let parent = node.parent_ptr();
+        if parent.is_null() {
+            return u64::MAX;
+        }
+        if st & MULTI != 0 {
+            // SAFETY: a MULTI node's parent pointer is its first link; its parents outlive
+            // it (node.rs invariant 1), and we are borrowing the node.
+            return unsafe { crate::any_of::min_over_parents(parent.cast(), path_deadline) };
+        }
+        // SAFETY: node.rs invariant 1: a node we can reach outlives... its parent outlives it.
+        node = unsafe { &*parent.cast::<Node>() };
+    }
+}

@@ -507,6 +507,26 @@ impl Node {
         self.state.load(Relaxed) & REF_MASK != 0
     }
 
+    /// Take a reference if this is a heap node that still has one (never resurrects a node
+    /// whose count reached zero). Returns whether it took one.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn try_ref(&self) -> bool {
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            let refs = cur & REF_MASK;
+            if refs == 0 || refs > REF_MASK / 2 {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, cur + REF_ONE, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
     /// Set the initial reference count of a fresh heap node.
     #[cfg(feature = "alloc")]
     pub(crate) fn init_refs(&self, refs: usize) {

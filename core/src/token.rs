@@ -339,6 +339,14 @@ impl CancelToken {
         child_of_heap(self.ptr)
     }
 
+    /// Adopt one reference.
+    ///
+    /// # Safety
+    /// `ptr` is a live heap node whose reference the caller transfers to the token.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Node>) -> Self {
+        Self { ptr }
+    }
+
     /// A `'static` future that completes with the reason once the node is cancelled.
     pub fn cancelled_owned(&self) -> OwnedCancellation {
         OwnedCancellation {

@@ -100,6 +100,20 @@ impl NodeView {
         body()
     }
 
+    /// A new [`CancelToken`](crate::CancelToken) for this node, if it is a heap node (one made
+    /// by [`CancelSource`](crate::CancelSource)) that still has a handle. `None` for pinned and
+    /// `static` nodes. Useful to keep a node alive from a place that only has a reference,
+    /// such as a callback.
+    #[cfg(feature = "alloc")]
+    pub fn to_token(&self) -> Option<crate::CancelToken> {
+        if self.node.try_ref() {
+            // SAFETY: we just took the reference the token owns.
+            Some(unsafe { crate::CancelToken::from_raw(core::ptr::NonNull::from(&self.node)) })
+        } else {
+            None
+        }
+    }
+
     /// Whether any child is alive under this node.
     pub fn has_children(&self) -> bool {
         self.node.child_count_nonzero()

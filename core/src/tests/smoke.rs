@@ -164,3 +164,14 @@ mod ext {
         let _ = Node::new();
     }
 }
+
+#[test]
+fn to_token_only_for_live_heap_nodes() {
+    let src = CancelSource::new();
+    let tok = src.to_token().expect("heap node with a handle");
+    assert!(tok.same_node(&src.token()));
+    drop(src);
+    assert!(!tok.is_cancelled());
+    let root = Node::new();
+    assert!(root.to_token().is_none());
+}

@@ -75,22 +75,30 @@ impl ExtHeader {
     }
 
     /// Link this (pinned) extension node under `parent`, or make it born cancelled if the
-    /// parent is. Returns `true` if it linked. Calling it again does nothing and returns
-    /// whether the node is linked.
+    /// parent is; with `None` it becomes an extension root. Returns `true` if it linked under
+    /// a parent. Calling it again does nothing and returns whether the node is linked.
     ///
     /// # Safety
     /// The header is the first field of a `#[repr(C)]` extension struct that the vtable
     /// understands; it is pinned at its final address and owned exclusively by the caller
     /// (no other thread can reach it yet); `parent` outlives it; before the extension struct
     /// is freed, its owner calls [`unlink`](Self::unlink).
-    pub unsafe fn link(self: Pin<&Self>, parent: &NodeView) -> bool {
+    pub unsafe fn link(self: Pin<&Self>, parent: Option<&NodeView>) -> bool {
         let this = self.get_ref();
         if this.node.state_relaxed() & INIT != 0 {
             return !this.node.parent_ptr().is_null();
         }
-        this.node.set_flags(EXT);
-        // SAFETY: exclusive, pinned, parent outlives us (caller).
-        unsafe { parent.node().adopt(&this.node, false) }
+        match parent {
+            Some(parent) => {
+                this.node.set_flags(EXT);
+                // SAFETY: exclusive, pinned, parent outlives us (caller).
+                unsafe { parent.node().adopt(&this.node, false) }
+            }
+            None => {
+                this.node.set_flags(EXT | INIT);
+                false
+            }
+        }
     }
 
     /// Unlink this pinned extension node from its parent (its owner's `Drop` calls this).

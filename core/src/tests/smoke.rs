@@ -147,7 +147,7 @@ mod ext {
                 p.as_mut()
                     .map_unchecked_mut(|d| &mut d.header)
                     .into_ref()
-                    .link(pinned)
+                    .link(Some(pinned))
             };
             assert!(linked);
             assert_eq!(p.header.node().deadline_raw(), Some(300));

@@ -21,7 +21,14 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+mod deadline;
+mod timer;
 pub mod wheel;
+
+pub use deadline::{
+    Deadline, DeadlineExt, Elapsed, Parent, Timeout, deadline, timeout, with_deadline, with_timeout,
+};
+pub use timer::{Timer, global_origin};
 
 const _: () = {
     const fn send<T: Send>() {}

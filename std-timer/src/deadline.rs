@@ -1,0 +1,545 @@
+//! Deadline nodes: ordinary `cutoff` nodes that cancel themselves when their deadline passes.
+//!
+//! A deadline node is an extension node of the tree ([`cutoff::ExtHeader`]) followed by a
+//! [`DeadlineCore`]: its timer-wheel entry and one atomic word that records which shard the
+//! entry is in and what state it is in. Everything that works on a node (children, callbacks,
+//! waiters, reasons) works on a deadline node.
+//!
+//! * If an ancestor's deadline is already earlier (or equal), the node gets **no timer
+//!   entry** at all: it is cancelled through that ancestor; it still reports the inherited
+//!   deadline.
+//! * A deadline already in the past gives a node that is cancelled at once with
+//!   [`Reason::DeadlineExceeded`].
+//! * Otherwise the entry goes into the calling thread's shard of the timer.
+//!
+//! # Entry states (`DeadlineCore::word`)
+//!
+//! ```text
+//!   IDLE ──register (shard lock)──▶ PENDING ──driver pops it (shard lock)──▶ FIRING
+//!    ▲                                │                                         │
+//!    └────────── owner removes it (shard lock) ◀┘        driver cancelled node ─┘ (Release)
+//! ```
+//!
+//! # Invariants
+//!
+//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the word. The
+//!    transitions out of `PENDING` happen under that shard's lock, so an owner that sees
+//!    `PENDING` under the lock may remove the entry.
+//! 2. While `PENDING` or `FIRING`, the node stays alive: its owner's drop removes a `PENDING`
+//!    entry or waits for a `FIRING` one to return to `IDLE` before freeing anything. For a
+//!    heap node, the driver also holds a handle while firing (never resurrecting one whose
+//!    last handle is gone), so user code run by the cancel cannot free it under the driver.
+//! 3. A shard outlives every entry that is `PENDING` in it: shards live as long as their
+//!    timer, and dropping a timer drains every shard first.
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::future::Future;
+use core::mem::offset_of;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cutoff::{
+    CancelSource, CancelToken, ExtHeader, ExtVtable, Node, NodeView, OwnedCancellation, Reason,
+};
+
+use crate::clock::{duration_to_nanos, to_instant, to_nanos};
+use crate::timer::{Inner, Shard, Timer, global_origin};
+use crate::wheel::Entry;
+
+const IDLE: usize = 0;
+const PENDING: usize = 1;
+const FIRING: usize = 2;
+const STATE: usize = 0b11;
+
+/// A deadline node's timer part.
+#[repr(C)]
+pub(crate) struct DeadlineCore {
+    /// The wheel entry; its deadline is the node's effective deadline (global nanoseconds).
+    entry: Entry,
+    /// Shard pointer | state.
+    word: AtomicUsize,
+}
+
+// SAFETY: `entry` is only touched under its shard's lock (or before it is shared); `word` is
+// atomic.
+unsafe impl Sync for DeadlineCore {}
+
+/// The shared layout of pinned and heap deadline nodes.
+#[repr(C)]
+pub(crate) struct DeadlineNode {
+    header: ExtHeader,
+    core: DeadlineCore,
+}
+
+static VTABLE: ExtVtable = ExtVtable {
+    deadline: vt_deadline,
+    free: vt_free,
+};
+
+/// # Safety
+/// `h` heads a live `DeadlineNode`.
+unsafe fn vt_deadline(h: *const ExtHeader) -> u64 {
+    // SAFETY: the caller's contract; the deadline is written before the node is shared.
+    unsafe { (*h.cast::<DeadlineNode>()).core.entry.deadline() }
+}
+
+/// # Safety
+/// `h` heads a heap `DeadlineNode` made by `Timer::deadline_source`, with no handle left.
+unsafe fn vt_free(h: *mut ExtHeader) {
+    // SAFETY: allocated as a `Box<DeadlineNode>`; nobody else refers to it.
+    let node = unsafe { Box::from_raw(h.cast::<DeadlineNode>()) };
+    node.core.unregister();
+    drop(node);
+}
+
+impl DeadlineNode {
+    fn new(deadline: u64) -> Self {
+        Self {
+            header: ExtHeader::new(&VTABLE),
+            core: DeadlineCore {
+                entry: Entry::new(deadline),
+                word: AtomicUsize::new(IDLE),
+            },
+        }
+    }
+}
+
+impl DeadlineCore {
+    pub(crate) fn from_entry(e: NonNull<Entry>) -> NonNull<DeadlineCore> {
+        // `entry` is the first field of a `#[repr(C)]` DeadlineCore.
+        e.cast()
+    }
+
+    /// The tree node this core belongs to.
+    pub(crate) fn node(&self) -> &Node {
+        let base = (self as *const DeadlineCore)
+            .cast::<u8>()
+            .wrapping_sub(offset_of!(DeadlineNode, core))
+            .cast::<DeadlineNode>();
+        // SAFETY: every DeadlineCore is the `core` field of a DeadlineNode.
+        unsafe { (*base).header.node() }
+    }
+
+    /// Insert into the calling thread's shard of `timer`. `Err` if already due.
+    fn register(&self, timer: &Arc<Inner>) -> Result<(), ()> {
+        let shard = timer.local_shard();
+        // SAFETY: a thread's shard lives as long as the thread's cache and the timer.
+        let shard_ref = unsafe { &*shard };
+        let mut wheel = shard_ref.lock();
+        // SAFETY: the entry lives inside a pinned (or boxed) deadline node whose drop removes
+        // it (invariant 2).
+        if unsafe { wheel.insert(NonNull::from(&self.entry)) }.is_err() {
+            return Err(());
+        }
+        self.word.store(shard as usize | PENDING, Release);
+        drop(wheel);
+        timer.inserted(shard_ref, self.entry.deadline());
+        Ok(())
+    }
+
+    /// Called by the driver under the shard lock for an entry the wheel just unlinked.
+    ///
+    /// # Safety
+    /// The entry was `PENDING` in the locked shard.
+    pub(crate) unsafe fn begin_fire(&self) -> Option<CancelToken> {
+        self.word.store(FIRING, Relaxed);
+        self.node().to_token()
+    }
+
+    /// The driver is done with a `FIRING` entry.
+    ///
+    /// # Safety
+    /// `begin_fire` was called; after this the driver does not touch the node again.
+    pub(crate) unsafe fn end_fire(&self) {
+        self.word.store(IDLE, Release);
+    }
+
+    /// Take the entry out of its wheel, or wait for a firing in progress (owner's drop).
+    fn unregister(&self) {
+        let mut spins = 0u32;
+        loop {
+            let w = self.word.load(Acquire);
+            match w & STATE {
+                IDLE => return,
+                PENDING => {
+                    let shard = (w & !STATE) as *const Shard;
+                    // SAFETY: invariant 3: a shard outlives its PENDING entries.
+                    let mut wheel = unsafe { &*shard }.lock();
+                    if self.word.load(Relaxed) == w {
+                        // SAFETY: invariant 1: PENDING under the lock means linked here.
+                        unsafe { wheel.remove(NonNull::from(&self.entry)) };
+                        self.word.store(IDLE, Relaxed);
+                        return;
+                    }
+                }
+                _ => {
+                    // FIRING: the driver is cancelling the node; wait for it.
+                    spins += 1;
+                    if spins < 64 {
+                        core::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a heap deadline node hangs.
+#[derive(Clone, Copy, Debug)]
+pub enum Parent<'a> {
+    /// No parent: the deadline node is a root.
+    Root,
+    /// A heap node (the handle keeps it alive for the child's sake).
+    Heap(&'a NodeView),
+    /// A `'static` node, such as a `static` root.
+    Static(&'static NodeView),
+}
+
+impl<'a> From<&'a CancelToken> for Parent<'a> {
+    fn from(t: &'a CancelToken) -> Self {
+        Parent::Heap(t)
+    }
+}
+
+impl<'a> From<&'a CancelSource> for Parent<'a> {
+    fn from(s: &'a CancelSource) -> Self {
+        Parent::Heap(s)
+    }
+}
+
+impl From<&'static Node> for Parent<'static> {
+    fn from(n: &'static Node) -> Self {
+        Parent::Static(n)
+    }
+}
+
+impl Parent<'_> {
+    fn view(&self) -> Option<&NodeView> {
+        match *self {
+            Parent::Root => None,
+            Parent::Heap(v) => Some(v),
+            Parent::Static(v) => Some(v),
+        }
+    }
+}
+
+/// The decision for a new deadline node, given its parent.
+enum Plan {
+    /// An ancestor's deadline is not later: no timer entry, inherit it.
+    Inherit(u64),
+    /// Already due: cancel at once.
+    Expired(u64),
+    /// Register with the timer.
+    Register(u64),
+}
+
+fn plan(timer: &Inner, parent: Option<&NodeView>, deadline: u64) -> Plan {
+    if let Some(pd) = parent.and_then(NodeView::deadline_raw)
+        && pd <= deadline
+    {
+        return Plan::Inherit(pd);
+    }
+    if deadline <= timer.now() {
+        Plan::Expired(deadline)
+    } else {
+        Plan::Register(deadline)
+    }
+}
+
+fn instant_nanos(deadline: Instant) -> u64 {
+    to_nanos(global_origin(), deadline)
+}
+
+impl Timer {
+    /// A heap deadline node under `parent` that cancels itself with
+    /// [`Reason::DeadlineExceeded`] at `deadline` (never earlier).
+    pub fn deadline_source<'a>(
+        &self,
+        parent: impl Into<Parent<'a>>,
+        deadline: Instant,
+    ) -> CancelSource {
+        self.deadline_source_nanos(parent.into(), instant_nanos(deadline))
+    }
+
+    /// A heap deadline node under `parent` that cancels itself after `timeout`.
+    pub fn timeout_source<'a>(
+        &self,
+        parent: impl Into<Parent<'a>>,
+        timeout: Duration,
+    ) -> CancelSource {
+        let d = self
+            .inner()
+            .now()
+            .saturating_add(duration_to_nanos(timeout));
+        self.deadline_source_nanos(parent.into(), d)
+    }
+
+    fn deadline_source_nanos(&self, parent: Parent<'_>, deadline: u64) -> CancelSource {
+        let inner = self.inner();
+        let plan = plan(inner, parent.view(), deadline);
+        let d = match plan {
+            Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
+        };
+        let node = Box::new(DeadlineNode::new(d));
+        // SAFETY: a fresh heap allocation headed by its ExtHeader, freed by `vt_free`; the
+        // parent is a heap node (its handle is borrowed) or 'static (`Parent`).
+        let src =
+            unsafe { ExtHeader::into_source(NonNull::from(Box::leak(node)).cast(), parent.view()) };
+        if src.is_cancelled() {
+            return src;
+        }
+        match plan {
+            Plan::Inherit(_) => {}
+            Plan::Expired(_) => {
+                src.cancel_with(Reason::DeadlineExceeded);
+            }
+            Plan::Register(_) => {
+                if inner.is_shut_down() {
+                    src.cancel_with(Reason::ParentGone);
+                    return src;
+                }
+                // SAFETY: the source's node is a `DeadlineNode` (made just above).
+                let core = unsafe { &(*(&*src as *const Node).cast::<DeadlineNode>()).core };
+                if core.register(inner).is_err() {
+                    src.cancel_with(Reason::DeadlineExceeded);
+                }
+            }
+        }
+        src
+    }
+}
+
+/// A heap deadline node under `parent` on the global timer, cancelled with
+/// [`Reason::DeadlineExceeded`] at `deadline`. See [`Timer::deadline_source`].
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cutoff::{CancelSource, Reason};
+///
+/// let request = CancelSource::new();
+/// let step = cutoff_timer::with_deadline(&request, Instant::now() + Duration::from_millis(5));
+/// assert_eq!(step.wait(), Reason::DeadlineExceeded);
+/// assert!(!request.is_cancelled());
+/// ```
+pub fn with_deadline<'a>(parent: impl Into<Parent<'a>>, deadline: Instant) -> CancelSource {
+    Timer::global().deadline_source(parent, deadline)
+}
+
+/// A heap deadline node under `parent` on the global timer, cancelled after `timeout`.
+pub fn with_timeout<'a>(parent: impl Into<Parent<'a>>, timeout: Duration) -> CancelSource {
+    Timer::global().timeout_source(parent, timeout)
+}
+
+/// A pinned deadline node: no allocation. Create it, pin it, [`link`](Self::link) it.
+///
+/// ```
+/// use core::pin::pin;
+/// use std::time::{Duration, Instant};
+/// use cutoff::{Node, Reason};
+/// use cutoff_timer::Deadline;
+///
+/// let root = Node::new();
+/// let mut d = pin!(Deadline::new(&root, Instant::now() + Duration::from_millis(2)));
+/// let node = d.as_mut().link();
+/// assert_eq!(node.wait(), Reason::DeadlineExceeded);
+/// ```
+pub struct Deadline<'a> {
+    node: DeadlineNode,
+    parent: Option<&'a NodeView>,
+    timer: &'a Timer,
+    deadline: u64,
+    linked: bool,
+}
+
+impl<'a> Deadline<'a> {
+    /// A deadline node under `parent` on the global timer.
+    pub fn new(parent: &'a NodeView, deadline: Instant) -> Self {
+        Self::with_timer(Timer::global(), Some(parent), deadline)
+    }
+
+    /// A deadline node under `parent` (or a root) on `timer`.
+    pub fn with_timer(timer: &'a Timer, parent: Option<&'a NodeView>, deadline: Instant) -> Self {
+        Self::with_nanos(timer, parent, instant_nanos(deadline))
+    }
+
+    /// A deadline node `timeout` from now under `parent` on the global timer.
+    pub fn after(parent: &'a NodeView, timeout: Duration) -> Self {
+        let timer = Timer::global();
+        let d = timer
+            .inner()
+            .now()
+            .saturating_add(duration_to_nanos(timeout));
+        Self::with_nanos(timer, Some(parent), d)
+    }
+
+    fn with_nanos(timer: &'a Timer, parent: Option<&'a NodeView>, deadline: u64) -> Self {
+        Self {
+            node: DeadlineNode::new(deadline),
+            parent,
+            timer,
+            deadline,
+            linked: false,
+        }
+    }
+
+    /// Link the node (the first time) and return it.
+    pub fn link(self: Pin<&mut Self>) -> &Node {
+        // SAFETY: we never move out of the pinned value.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !this.linked {
+            this.linked = true;
+            let inner = this.timer.inner();
+            let plan = plan(inner, this.parent, this.deadline);
+            if let Plan::Inherit(d) = plan {
+                this.node.core.entry.set_deadline(d);
+            }
+            // SAFETY: pinned, exclusive, the parent outlives us ('a), and our drop unlinks.
+            let header = unsafe { Pin::new_unchecked(&this.node.header) };
+            // SAFETY: as above.
+            unsafe { header.link(this.parent) };
+            let node = this.node.header.node();
+            if !node.is_cancelled() {
+                match plan {
+                    Plan::Inherit(_) => {}
+                    Plan::Expired(_) => {
+                        node.cancel_with(Reason::DeadlineExceeded);
+                    }
+                    Plan::Register(_) => {
+                        if inner.is_shut_down() || this.node.core.register(inner).is_err() {
+                            node.cancel_with(Reason::DeadlineExceeded);
+                        }
+                    }
+                }
+            }
+        }
+        this.node.header.node()
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        self.node.core.unregister();
+        if self.linked {
+            // SAFETY: linked in `link`; we are going away.
+            unsafe { self.node.header.unlink() };
+        }
+    }
+}
+
+impl fmt::Debug for Deadline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deadline")
+            .field("node", self.node.header.node())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Deadlines on any node.
+pub trait DeadlineExt {
+    /// The earliest deadline on this node's path to the root, if any.
+    fn deadline(&self) -> Option<Instant>;
+}
+
+impl DeadlineExt for NodeView {
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline_raw()
+            .and_then(|n| to_instant(global_origin(), n))
+    }
+}
+
+/// The error of [`timeout`] and [`deadline`]: the deadline passed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl core::error::Error for Elapsed {}
+
+pin_project_lite::pin_project! {
+    /// Future returned by [`timeout`] and [`deadline`].
+    ///
+    /// The inner future is polled first; a future that completes on its first poll never
+    /// touches the timer (no deadline node is made until it returns `Pending`).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        deadline: u64,
+        #[pin]
+        waiting: Option<OwnedCancellation>,
+        source: Option<CancelSource>,
+    }
+}
+
+/// Run `future` with a time limit: `Ok(output)` if it finishes within `duration`,
+/// `Err(Elapsed)` otherwise (the future is then dropped with the `Timeout`).
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use std::time::Duration;
+/// let r = cutoff_timer::timeout(Duration::from_millis(1), std::future::pending::<()>()).await;
+/// assert_eq!(r, Err(cutoff_timer::Elapsed));
+/// # });
+/// ```
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    let d = Timer::global()
+        .inner()
+        .now()
+        .saturating_add(duration_to_nanos(duration));
+    Timeout {
+        future,
+        deadline: d,
+        waiting: None,
+        source: None,
+    }
+}
+
+/// Run `future` until `at`: `Ok(output)` if it finishes first, `Err(Elapsed)` otherwise.
+pub fn deadline<F: Future>(at: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        deadline: instant_nanos(at),
+        waiting: None,
+        source: None,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(v) = this.future.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if this.waiting.is_none() {
+            let src = Timer::global().deadline_source_nanos(Parent::Root, *this.deadline);
+            this.waiting.set(Some(src.token().cancelled_owned()));
+            *this.source = Some(src);
+        }
+        match this.waiting.as_pin_mut().map(|w| w.poll(cx)) {
+            Some(Poll::Ready(_)) => Poll::Ready(Err(Elapsed)),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl<F> fmt::Debug for Timeout<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,369 @@
+//! The timer: per-thread shards of the wheel and the driver that turns them.
+//!
+//! # Design
+//!
+//! Creating a deadline and dropping it before it fires is the hot path, so it must not touch
+//! anything shared. Each thread that creates deadlines gets its own **shard**: a [`Wheel`]
+//! behind a mutex that, in the common case, only that thread and (rarely) the driver ever
+//! take, so locking it is an uncontended atomic pair. A deadline's entry records its shard,
+//! so dropping it from another thread locks the right one.
+//!
+//! One **driver** (a thread, or the caller of [`Timer::turn`] for a manual timer) visits the
+//! shards whose earliest deadline has come, fires what is due in batches (the shard is
+//! unlocked while the fired nodes are cancelled, since cancelling runs user callbacks), and
+//! then parks until the earliest deadline of all shards. The wheel returns exact deadlines
+//! for the next level-0 slot, so the driver parks until the deadline itself, not a whole
+//! millisecond tick.
+//!
+//! **Waking the driver only when needed.** The driver publishes the time it will wake at
+//! (`wake_at`, `0` while it is awake and will look again). An insert lowers its shard's
+//! `next` hint and, if its deadline is before `wake_at`, unparks the driver. Both sides use
+//! `SeqCst` in Dekker fashion: the driver stores `wake_at` and then re-reads every shard's
+//! `next`; the inserter lowers `next` and then reads `wake_at`. At least one of them sees
+//! the other, so an earlier deadline is never slept through.
+//!
+//! # Time line
+//!
+//! Every timer measures time as nanoseconds since one process-wide origin
+//! ([`global_origin`]), whatever its clock: a clock's own origin is converted once, when the
+//! timer is made. Deadlines of different timers are therefore comparable, and a node's
+//! [`deadline_raw`](cutoff::NodeView::deadline_raw) is meaningful without knowing which
+//! timer owns it.
+//!
+//! # Shutdown
+//!
+//! Dropping a [`Timer`] stops its driver and cancels every deadline still pending on it with
+//! [`Reason::ParentGone`] (the timer that would have fired them is gone); deadlines created
+//! afterwards through a dangling path are impossible, since creating one borrows the timer.
+#![allow(unsafe_code)]
+
+use core::cell::{Cell, RefCell};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use core::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Instant;
+
+use cutoff::Reason;
+
+use crate::clock::{Clock, SystemClock, to_nanos};
+use crate::deadline::DeadlineCore;
+use crate::wheel::{Advance, Entry, Wheel};
+
+/// How many entries the driver fires or moves per shard lock hold.
+const BATCH: usize = 64;
+
+/// The instant all timers measure time from.
+pub fn global_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// One thread's share of a timer's pending deadlines.
+pub(crate) struct Shard {
+    wheel: Mutex<Wheel>,
+    /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
+    next: AtomicU64,
+}
+
+impl Shard {
+    fn new(now: u64) -> Self {
+        Self {
+            wheel: Mutex::new(Wheel::with_now(now)),
+            next: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Lock the wheel (a panic while holding it cannot leave it inconsistent: the wheel's
+    /// methods do not unwind midway, so poisoning is ignored).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Wheel> {
+        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) struct Inner {
+    id: usize,
+    clock: Arc<dyn Clock>,
+    /// `global_origin()` to the clock's origin, in nanoseconds.
+    offset: u64,
+    shards: Mutex<Vec<Arc<Shard>>>,
+    /// When the driver will next wake (`0`: it is awake and will look again).
+    wake_at: AtomicU64,
+    driver: OnceLock<Thread>,
+    shutdown: AtomicBool,
+}
+
+impl Inner {
+    /// Now, on the global time line.
+    pub(crate) fn now(&self) -> u64 {
+        self.offset.saturating_add(self.clock.now())
+    }
+
+    /// The calling thread's shard of this timer.
+    pub(crate) fn local_shard(self: &Arc<Self>) -> *const Shard {
+        thread_local! {
+            static LAST: Cell<(usize, *const Shard)> = const { Cell::new((0, core::ptr::null())) };
+            static ALL: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+        }
+        let (id, shard) = LAST.with(Cell::get);
+        if id == self.id {
+            return shard;
+        }
+        let shard = ALL.with(|all| {
+            let mut all = all.borrow_mut();
+            if let Some((_, s)) = all.iter().find(|(i, _)| *i == self.id) {
+                return Arc::as_ptr(s);
+            }
+            let s = Arc::new(Shard::new(self.now()));
+            self.shards
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&s));
+            let p = Arc::as_ptr(&s);
+            all.push((self.id, s));
+            p
+        });
+        LAST.with(|l| l.set((self.id, shard)));
+        shard
+    }
+
+    /// Tell the driver that `deadline` was just inserted into `shard`.
+    pub(crate) fn inserted(&self, shard: &Shard, deadline: u64) {
+        shard.next.fetch_min(deadline, SeqCst);
+        if deadline < self.wake_at.load(SeqCst)
+            && let Some(t) = self.driver.get()
+        {
+            t.unpark();
+        }
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    /// Fire everything due at `now`; returns the earliest pending deadline afterwards and how
+    /// many deadlines fired.
+    fn turn(&self, now: u64) -> (u64, usize) {
+        let mut fired = 0;
+        let mut earliest = u64::MAX;
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
+        for shard in shards.iter() {
+            if shard.next.load(SeqCst) > now {
+                earliest = earliest.min(shard.next.load(SeqCst));
+                continue;
+            }
+            loop {
+                let mut wheel = shard.lock();
+                let more = wheel.advance(now, BATCH, |e| batch.push(Fired::take(e)));
+                let next = wheel.next_deadline().unwrap_or(u64::MAX);
+                shard.next.store(next, SeqCst);
+                drop(wheel);
+                fired += batch.len();
+                for f in batch.drain(..) {
+                    f.fire(Reason::DeadlineExceeded);
+                }
+                if more == Advance::Done {
+                    earliest = earliest.min(next);
+                    break;
+                }
+            }
+        }
+        (earliest, fired)
+    }
+
+    /// The smallest `next` hint over all shards.
+    fn min_next(&self) -> u64 {
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        shards
+            .iter()
+            .map(|s| s.next.load(SeqCst))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Cancel every pending deadline with `reason` and leave the shards empty.
+    fn drain_all(&self, reason: Reason) {
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
+        for shard in shards.iter() {
+            loop {
+                let mut wheel = shard.lock();
+                let more = wheel.drain(BATCH, |e| batch.push(Fired::take(e)));
+                shard.next.store(u64::MAX, SeqCst);
+                drop(wheel);
+                for f in batch.drain(..) {
+                    f.fire(reason.clone());
+                }
+                if more == Advance::Done {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn drive(self: Arc<Self>) {
+        loop {
+            if self.is_shut_down() {
+                return;
+            }
+            self.wake_at.store(0, SeqCst);
+            let (earliest, _) = self.turn(self.now());
+            self.wake_at.store(earliest.max(1), SeqCst);
+            // An insert that lowered a shard's `next` before it could see `wake_at` is caught
+            // here (see the module docs).
+            if self.min_next() < earliest || self.is_shut_down() {
+                continue;
+            }
+            let now = self.now();
+            if earliest == u64::MAX {
+                thread::park();
+            } else if earliest > now {
+                thread::park_timeout(Duration::from_nanos(earliest - now));
+            }
+        }
+    }
+}
+
+/// A fired entry taken out of the wheel, to be cancelled outside the shard lock.
+struct Fired {
+    core: NonNull<DeadlineCore>,
+    /// A handle that keeps a heap deadline node alive while we cancel it.
+    token: Option<cutoff::CancelToken>,
+}
+
+impl Fired {
+    /// Called under the shard lock with an entry the wheel just unlinked.
+    fn take(e: NonNull<Entry>) -> Self {
+        let core = DeadlineCore::from_entry(e);
+        // SAFETY: the entry was linked, so its deadline node is alive and its owner, if it is
+        // dropping it, waits for us under the protocol of `DeadlineCore`.
+        let token = unsafe { core.as_ref().begin_fire() };
+        Self { core, token }
+    }
+
+    fn fire(self, reason: Reason) {
+        // SAFETY: FIRING keeps the node alive until `end_fire` (DeadlineCore protocol).
+        unsafe {
+            self.core.as_ref().node().cancel_with(reason);
+            self.core.as_ref().end_fire();
+        }
+        drop(self.token);
+    }
+}
+
+/// A timer: a set of per-thread wheels and the driver that fires them.
+///
+/// Most programs use the process-wide default ([`Timer::global`], started on first use by
+/// [`with_deadline`](crate::with_deadline) and friends). Make your own to control the
+/// driver thread, to use a [`ManualClock`](crate::clock::ManualClock) in tests
+/// ([`Timer::manual`]), or to shut deadlines down as a group.
+///
+/// Dropping a `Timer` stops its driver and cancels every deadline still pending on it with
+/// [`Reason::ParentGone`].
+pub struct Timer {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl core::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Timer")
+            .field("threaded", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl Timer {
+    fn with_inner(clock: Arc<dyn Clock>) -> Arc<Inner> {
+        let offset = to_nanos(global_origin(), clock.origin());
+        Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            clock,
+            offset,
+            shards: Mutex::new(Vec::new()),
+            wake_at: AtomicU64::new(0),
+            driver: OnceLock::new(),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    /// A timer on the real monotonic clock with its own driver thread.
+    pub fn new() -> Self {
+        Self::threaded(Arc::new(SystemClock::with_origin(global_origin())))
+    }
+
+    /// A timer on `clock` with its own driver thread.
+    pub fn threaded(clock: Arc<dyn Clock>) -> Self {
+        let inner = Self::with_inner(clock);
+        let driver = Arc::clone(&inner);
+        let thread = thread::Builder::new()
+            .name("cutoff-timer".into())
+            .spawn(move || driver.drive())
+            .expect("cutoff-timer: failed to spawn the timer thread");
+        let _ = inner.driver.set(thread.thread().clone());
+        Self {
+            inner,
+            thread: Some(thread),
+        }
+    }
+
+    /// A timer with no thread: deadlines fire only when [`turn`](Self::turn) is called.
+    /// With a [`ManualClock`](crate::clock::ManualClock) this makes tests of expiry
+    /// deterministic and instant.
+    pub fn manual(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Self::with_inner(clock),
+            thread: None,
+        }
+    }
+
+    /// The process-wide timer, started (with its thread) on first use.
+    pub fn global() -> &'static Timer {
+        static GLOBAL: OnceLock<Timer> = OnceLock::new();
+        GLOBAL.get_or_init(Timer::new)
+    }
+
+    /// Fire every deadline due now, on this thread; returns how many fired. Useful with a
+    /// manual timer; harmless (but pointless) with a threaded one.
+    pub fn turn(&self) -> usize {
+        let now = self.inner.now();
+        self.inner.turn(now).1
+    }
+
+    /// The earliest pending deadline, as an instant (a hint: it may be earlier than the true
+    /// one after deadlines were dropped).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let n = self.inner.min_next();
+        (n != u64::MAX).then(|| crate::clock::to_instant(global_origin(), n))?
+    }
+
+    /// Now, on this timer's clock.
+    pub fn now(&self) -> Instant {
+        crate::clock::to_instant(global_origin(), self.inner.now()).unwrap_or_else(Instant::now)
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.inner.shutdown.store(true, Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        self.inner.drain_all(Reason::ParentGone);
+    }
+}

@@ -38,7 +38,6 @@ use core::future::Future;
 use core::mem::offset_of;
 use core::pin::Pin;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering::*};
 use core::task::{Context, Poll};
 use core::time::Duration;
 use std::sync::Arc;
@@ -49,6 +48,8 @@ use cutoff::{
 };
 
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
+use crate::loom::Ordering::*;
+use crate::loom::{AtomicUsize, relax};
 use crate::timer::{Inner, Shard, Timer, global_origin};
 use crate::wheel::Entry;
 
@@ -180,12 +181,7 @@ impl DeadlineCore {
                 }
                 _ => {
                     // FIRING: the driver is cancelling the node; wait for it.
-                    spins += 1;
-                    if spins < 64 {
-                        core::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    relax(&mut spins);
                 }
             }
         }

@@ -22,8 +22,14 @@
 
 pub mod clock;
 mod deadline;
+mod loom;
 mod timer;
 pub mod wheel;
+
+#[cfg(test)]
+mod tests {
+    mod loom;
+}
 
 pub use deadline::{
     Deadline, DeadlineExt, Elapsed, Parent, Timeout, deadline, timeout, with_deadline, with_timeout,

@@ -39,9 +39,11 @@
 
 use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use core::time::Duration;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use crate::loom::Ordering::*;
+use crate::loom::{AtomicBool, AtomicU64, Mutex, MutexGuard, lock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
@@ -78,7 +80,7 @@ impl Shard {
     /// Lock the wheel (a panic while holding it cannot leave it inconsistent: the wheel's
     /// methods do not unwind midway, so poisoning is ignored).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Wheel> {
-        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.wheel)
     }
 }
 
@@ -102,9 +104,15 @@ impl Inner {
 
     /// The calling thread's shard of this timer.
     pub(crate) fn local_shard(self: &Arc<Self>) -> *const Shard {
-        thread_local! {
+        #[cfg(not(loom))]
+        std::thread_local! {
             static LAST: Cell<(usize, *const Shard)> = const { Cell::new((0, core::ptr::null())) };
             static ALL: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+        }
+        #[cfg(loom)]
+        loom::thread_local! {
+            static LAST: Cell<(usize, *const Shard)> = Cell::new((0, core::ptr::null()));
+            static ALL: RefCell<Vec<(usize, Arc<Shard>)>> = RefCell::new(Vec::new());
         }
         let (id, shard) = LAST.with(Cell::get);
         if id == self.id {
@@ -116,10 +124,7 @@ impl Inner {
                 return Arc::as_ptr(s);
             }
             let s = Arc::new(Shard::new(self.now()));
-            self.shards
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Arc::clone(&s));
+            lock(&self.shards).push(Arc::clone(&s));
             let p = Arc::as_ptr(&s);
             all.push((self.id, s));
             p
@@ -147,7 +152,7 @@ impl Inner {
     fn turn(&self, now: u64) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
-        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let shards = lock(&self.shards);
         let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
         for shard in shards.iter() {
             if shard.next.load(SeqCst) > now {
@@ -175,7 +180,7 @@ impl Inner {
 
     /// The smallest `next` hint over all shards.
     fn min_next(&self) -> u64 {
-        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let shards = lock(&self.shards);
         shards
             .iter()
             .map(|s| s.next.load(SeqCst))
@@ -185,7 +190,7 @@ impl Inner {
 
     /// Cancel every pending deadline with `reason` and leave the shards empty.
     fn drain_all(&self, reason: Reason) {
-        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let shards = lock(&self.shards);
         let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
         for shard in shards.iter() {
             loop {
@@ -275,13 +280,14 @@ impl core::fmt::Debug for Timer {
     }
 }
 
-static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+// Timer ids only need to be unique, not modelled: a plain std atomic.
+static NEXT_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(1);
 
 impl Timer {
     fn with_inner(clock: Arc<dyn Clock>) -> Arc<Inner> {
         let offset = to_nanos(global_origin(), clock.origin());
         Arc::new(Inner {
-            id: NEXT_ID.fetch_add(1, Relaxed),
+            id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             clock,
             offset,
             shards: Mutex::new(Vec::new()),

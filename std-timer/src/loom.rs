@@ -1,0 +1,46 @@
+//! The one place that names `std::sync` primitives or `loom`, so that building with
+//! `RUSTFLAGS="--cfg loom"` puts every lock and atomic the timer's protocols use under the
+//! model checker. (Clocks, thread-locals' bookkeeping and the driver thread's parking are not
+//! modelled: models use manual timers, which have no thread.)
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+#[cfg(loom)]
+mod inner {
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+    /// Back off in a spin loop (under loom: let the other threads run).
+    pub(crate) fn relax(_spins: &mut u32) {
+        loom::thread::yield_now();
+    }
+}
+
+#[cfg(not(loom))]
+mod inner {
+    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::{Mutex, MutexGuard};
+
+    /// Back off in a spin loop: a CPU hint at first, then yield to the OS.
+    pub(crate) fn relax(spins: &mut u32) {
+        *spins = spins.saturating_add(1);
+        if *spins < 64 {
+            core::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+pub(crate) use inner::*;
+
+/// Lock a mutex, ignoring poisoning (the wheel's methods leave it consistent on unwind).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(loom)]
+    {
+        m.lock().unwrap()
+    }
+    #[cfg(not(loom))]
+    {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -26,10 +26,6 @@ mod loom;
 mod timer;
 pub mod wheel;
 
-#[cfg(test)]
-mod tests {
-    mod loom;
-}
 
 pub use deadline::{
     Deadline, DeadlineExt, Elapsed, Parent, Timeout, deadline, timeout, with_deadline, with_timeout,
@@ -44,3 +40,8 @@ const _: () = {
     send_sync::<clock::SystemClock>();
     send_sync::<clock::ManualClock>();
 };
+
+#[cfg(test)]
+mod tests {
+    mod loom;
+}

@@ -152,9 +152,12 @@ impl Inner {
     fn turn(&self, now: u64) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
-        let shards = lock(&self.shards);
         let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
-        for shard in shards.iter() {
+        // The registry lock is not held while firing: cancelling runs user callbacks, which
+        // may create deadlines (and so register a shard) on this very thread.
+        let mut i = 0;
+        while let Some(shard) = self.shard_at(i) {
+            i += 1;
             if shard.next.load(SeqCst) > now {
                 earliest = earliest.min(shard.next.load(SeqCst));
                 continue;
@@ -178,6 +181,11 @@ impl Inner {
         (earliest, fired)
     }
 
+    /// The `i`th registered shard (shards are only ever appended).
+    fn shard_at(&self, i: usize) -> Option<Arc<Shard>> {
+        lock(&self.shards).get(i).cloned()
+    }
+
     /// The smallest `next` hint over all shards.
     fn min_next(&self) -> u64 {
         let shards = lock(&self.shards);
@@ -190,9 +198,10 @@ impl Inner {
 
     /// Cancel every pending deadline with `reason` and leave the shards empty.
     fn drain_all(&self, reason: Reason) {
-        let shards = lock(&self.shards);
         let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
-        for shard in shards.iter() {
+        let mut i = 0;
+        while let Some(shard) = self.shard_at(i) {
+            i += 1;
             loop {
                 let mut wheel = shard.lock();
                 let more = wheel.drain(BATCH, |e| batch.push(Fired::take(e)));
@@ -251,7 +260,12 @@ impl Fired {
     fn fire(self, reason: Reason) {
         // SAFETY: FIRING keeps the node alive until `end_fire` (DeadlineCore protocol).
         unsafe {
-            self.core.as_ref().node().cancel_with(reason);
+            let node = self.core.as_ref().node();
+            // Skip nodes someone already cancelled: a losing `cancel` would wait for that
+            // cancellation's walk, and the driver must not stall behind user callbacks.
+            if !node.is_cancelled() {
+                node.cancel_with(reason);
+            }
             self.core.as_ref().end_fire();
         }
         drop(self.token);

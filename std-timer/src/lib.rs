@@ -1,23 +1,38 @@
 //! # cutoff-timer
 //!
-//! Deadline contexts for the [`cutoff`] cancellation tree: a deadline node is an ordinary
-//! `cutoff` node that cancels itself with reason "deadline exceeded" once its deadline has
-//! passed, never earlier. Pending deadlines live on a hierarchical timer wheel (64 slots per
-//! level, 1 ms level-0 granularity) turned by one timer thread.
+//! Deadline contexts for the [`cutoff`] cancellation tree. A deadline node is an ordinary
+//! `cutoff` node (children, callbacks, waiters and reasons all work) that cancels itself with
+//! [`Reason::DeadlineExceeded`](cutoff::Reason::DeadlineExceeded) once its deadline has
+//! passed: never earlier, and soon after, whether or not anyone is waiting on it (Go's
+//! `ctx.Err()` semantics).
 //!
-//! This commit holds the two pure building blocks; the driver (the timer thread and its
-//! per-thread shards) and the public deadline API (`with_deadline`, `with_timeout`,
-//! `timeout`, `wait_timeout`) land in later commits.
+//! ```
+//! use std::time::Duration;
+//! use cutoff::{CancelSource, Reason};
+//! use cutoff_timer::{DeadlineExt, with_timeout};
 //!
-//! * [`clock`]: time as `u64` nanoseconds since a clock's origin; the real monotonic
-//!   [`SystemClock`](clock::SystemClock) and a [`ManualClock`](clock::ManualClock) for
-//!   deterministic tests.
-//! * [`wheel`]: the hierarchical timer wheel itself, a pure `&mut self` data structure (no
-//!   atomics, no locks, no clock) with intrusive, allocation-free entries and O(1) removal.
-//!   It is public so that it can be tested exhaustively and reused.
+//! let request = CancelSource::new();
+//! let db_call = with_timeout(&request, Duration::from_millis(5));
+//! assert!(db_call.deadline().is_some());
+//! assert_eq!(db_call.wait(), Reason::DeadlineExceeded);
+//! assert!(!request.is_cancelled()); // the parent is not affected
+//! ```
 //!
-//! See `docs/DESIGN.md` in the repository for the design of the tree; the wheel's own design
-//! is described at the top of [`wheel`].
+//! * [`with_deadline`] / [`with_timeout`]: heap deadline nodes ([`cutoff::CancelSource`]);
+//!   [`Deadline`]: the pinned, allocation-free form.
+//! * [`DeadlineExt::deadline`]: the earliest deadline on any node's path. When a parent's
+//!   deadline is already earlier, a new deadline node gets no timer entry at all; a deadline
+//!   already in the past gives a node that is cancelled at once.
+//! * [`timeout`] / [`deadline`]: run a future with a time limit ([`Elapsed`] on expiry); a
+//!   future that is ready at once never touches the timer.
+//! * [`Timer`]: the driver (the process-wide one starts on first use; make your own for
+//!   control, or a manual one with a [`ManualClock`](clock::ManualClock) for tests).
+//! * [`wheel`]: the hierarchical timer wheel itself (64 slots per level, 1 ms level 0), a pure
+//!   `&mut self` data structure with intrusive entries, public so it can be reused.
+//!
+//! Blocking waits with a time limit are [`cutoff::NodeView::wait_timeout`].
+//!
+//! See `docs/DESIGN.md` in the repository (section "Deadlines") for the design.
 #![deny(unsafe_code)]
 
 pub mod clock;
@@ -25,7 +40,6 @@ mod deadline;
 mod loom;
 mod timer;
 pub mod wheel;
-
 
 pub use deadline::{
     Deadline, DeadlineExt, Elapsed, Parent, Timeout, deadline, timeout, with_deadline, with_timeout,

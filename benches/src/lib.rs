@@ -5,7 +5,11 @@
 //! * `src/bin/mem.rs`: heap bytes and allocations per live child, with a counting allocator;
 //! * `src/bin/report.rs`: reads criterion's `estimates.json` files and the memory figures and
 //!   prints the cutoff/tokio-util ratio table (or writes `docs/BENCHMARKS.md`);
-//! * `compare.sh`: runs all three.
+//! * `benches/timer.rs`: the deadline benchmarks (cutoff-timer vs tokio's timer wheel plus a
+//!   tokio-util child token), bodies in [`timer_bodies`];
+//! * `src/bin/lateness.rs`: how late 1,000 concurrent 1-50 ms timeouts fire (cutoff-timer and
+//!   tokio);
+//! * `compare.sh`: runs them all.
 //!
 //! Set `CUTOFF_BENCH_QUICK=1` for the short configuration used by `compare.sh` (under a
 //! minute); leave it unset for the full one.
@@ -294,5 +298,137 @@ pub mod bodies {
             assert_eq!(counter.count(), WAITERS);
         }
         total
+    }
+}
+
+/// Number of other deadlines pending in the "1M pending" timer benchmarks.
+pub const PENDING: usize = 1_000_000;
+/// The timeout of the deadline created and cancelled early in the timer benchmarks.
+pub const TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A small deterministic PRNG (SplitMix64), so the benchmarks need no `rand`.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A duration uniform in `[lo, hi)` (nanosecond resolution).
+    pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = (hi - lo).as_nanos() as u64;
+        lo + Duration::from_nanos(self.next_u64() % span.max(1))
+    }
+}
+
+/// The timed bodies of the deadline (cutoff-timer vs tokio timer) benchmarks, shared by
+/// `benches/timer.rs` and the `paired` cross-check.
+pub mod timer_bodies {
+    use std::future::Future;
+    use std::hint::black_box;
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Waker};
+    use std::time::{Duration, Instant};
+
+    use cutoff::CancelSource;
+    use cutoff_timer::{Deadline, with_timeout};
+    use tokio::runtime::Runtime;
+    use tokio::time::Sleep;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{SplitMix, TIMEOUT};
+
+    /// Where the "other pending" deadlines go: uniform in `[60 s, 3600 s)`, so none fires
+    /// during a run and they spread over the upper wheel levels of both timers.
+    pub const PENDING_RANGE: (Duration, Duration) =
+        (Duration::from_secs(60), Duration::from_secs(3600));
+
+    /// A tokio current_thread runtime with only the time driver, in steady state: the driver
+    /// has parked once with a timer registered, so its `next_wake` is set and a later insert
+    /// does not unpark it (what a running application sees).
+    pub fn tokio_rt() -> Runtime {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        rt
+    }
+
+    /// Let a runtime's driver park once with `pending` registered (steady state again).
+    pub fn tokio_settle(rt: &Runtime) {
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    }
+
+    /// cutoff heap deadline: `with_timeout(parent, 200 ms)` + drop (cancelled early), `iters`
+    /// times.
+    pub fn cutoff_heap(parent: &CancelSource, iters: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..iters {
+            black_box(with_timeout(black_box(parent), TIMEOUT));
+        }
+        t.elapsed()
+    }
+
+    /// cutoff pinned deadline: `pin!(Deadline::after(parent, 200 ms)).link()` + drop, `iters`
+    /// times.
+    pub fn cutoff_pinned(parent: &CancelSource, iters: u64) -> Duration {
+        let t = Instant::now();
+        for _ in 0..iters {
+            let mut d = pin!(Deadline::after(black_box(parent), TIMEOUT));
+            black_box(d.as_mut().link());
+        }
+        t.elapsed()
+    }
+
+    /// tokio-util `parent.child_token()` + `tokio::time::sleep(200 ms)` polled once (so it is
+    /// registered in the wheel), both dropped, `iters` times, polled by hand under
+    /// `rt.enter()` with a noop waker.
+    pub fn tokio(rt: &Runtime, parent: &CancellationToken, iters: u64) -> Duration {
+        let _g = rt.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        let t = Instant::now();
+        for _ in 0..iters {
+            let child = parent.child_token();
+            let mut s = pin!(tokio::time::sleep(TIMEOUT));
+            let pending = s.as_mut().poll(&mut cx).is_pending();
+            black_box((&child, pending));
+        }
+        t.elapsed()
+    }
+
+    /// `n` pending heap deadlines on the global timer (from this thread), under their own root.
+    pub fn cutoff_pending(n: usize) -> (CancelSource, Vec<CancelSource>) {
+        let root = CancelSource::new();
+        let mut rng = SplitMix(1);
+        let v = (0..n)
+            .map(|_| with_timeout(&root, rng.duration(PENDING_RANGE.0, PENDING_RANGE.1)))
+            .collect();
+        (root, v)
+    }
+
+    /// `n` registered tokio sleeps (boxed, polled once) on `rt`'s driver.
+    pub fn tokio_pending(rt: &Runtime, n: usize) -> Vec<Pin<Box<Sleep>>> {
+        let guard = rt.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut rng = SplitMix(1);
+        let v = (0..n)
+            .map(|_| {
+                let mut s = Box::pin(tokio::time::sleep(
+                    rng.duration(PENDING_RANGE.0, PENDING_RANGE.1),
+                ));
+                assert!(s.as_mut().poll(&mut cx).is_pending());
+                s
+            })
+            .collect();
+        drop(guard);
+        tokio_settle(rt);
+        v
     }
 }

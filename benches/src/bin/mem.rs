@@ -8,7 +8,12 @@
 //!   and linking them allocates;
 //! * `cutoff_pinned_stack`: 1M pinned children created, linked and dropped one at a time on the
 //!   stack (allocations counted over the whole loop);
-//! * `tokio_util`: 1M live `child_token()`s of one parent.
+//! * `tokio_util`: 1M live `child_token()`s of one parent;
+//! * `timer_heap`: 1M pending `cutoff_timer::with_timeout(&parent, 1h)` deadline nodes;
+//! * `timer_pinned`: 1M pending pinned `Deadline`s in storage allocated before counting;
+//! * `timer_pinned_stack`: 1M pinned deadlines (200 ms) created, linked and dropped one at a
+//!   time on the stack;
+//! * `tokio_sleep`: 1M tokio `sleep(1h)`s, boxed and polled once (registered in the wheel).
 //!
 //! The vector of handles for the heap rows is allocated before the measurement too (8 B per
 //! handle for both libraries). Usage: `mem [--out FILE] [N]`; `FILE` gets `key value` lines
@@ -19,7 +24,12 @@ use std::fmt::Write as _;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use std::future::Future;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
 use cutoff::{CancelSource, ChildNode};
+use cutoff_timer::Deadline;
 use tokio_util::sync::CancellationToken;
 
 struct Counting;
@@ -169,6 +179,104 @@ fn main() {
         },
     ));
 
+    // ---- deadlines (cutoff-timer) and tokio sleeps -----------------------------------------
+    // Warm up this thread's shard of the global timer (a one-off per thread and timer, not
+    // per deadline) and start its driver before counting.
+    drop(cutoff_timer::with_timeout(
+        &CancelSource::new(),
+        Duration::from_secs(3600),
+    ));
+
+    rows.push(measure(
+        "timer_heap",
+        format!("cutoff-timer `with_timeout(&parent, 1h)`, {n} pending under one parent"),
+        n,
+        || {
+            let root = CancelSource::new();
+            let mut ds = Vec::with_capacity(n);
+            let (b0, a0) = snapshot();
+            for _ in 0..n {
+                ds.push(cutoff_timer::with_timeout(&root, Duration::from_secs(3600)));
+            }
+            let (b1, a1) = snapshot();
+            assert!(!ds[n - 1].is_cancelled());
+            drop(ds);
+            (b1 - b0, a1 - a0)
+        },
+    ));
+
+    rows.push(measure(
+        "timer_pinned",
+        format!(
+            "cutoff-timer pinned `Deadline` ({} B each, in storage allocated before counting), {n} pending",
+            size_of::<Deadline<'static>>()
+        ),
+        n,
+        || {
+            let root = CancelSource::new();
+            let storage: Vec<Deadline<'_>> = (0..n)
+                .map(|_| Deadline::after(&root, Duration::from_secs(3600)))
+                .collect();
+            let mut storage: Pin<Box<[Deadline<'_>]>> = Box::into_pin(storage.into_boxed_slice());
+            let (b0, a0) = snapshot();
+            for i in 0..n {
+                // SAFETY: structural pinning of a boxed slice: the elements never move and are
+                // dropped in place when the box drops.
+                let d = unsafe { storage.as_mut().map_unchecked_mut(|s| &mut s[i]) };
+                d.link();
+            }
+            let (b1, a1) = snapshot();
+            assert!(!root.is_cancelled() && root.has_children());
+            drop(storage);
+            (b1 - b0, a1 - a0)
+        },
+    ));
+
+    rows.push(measure(
+        "timer_pinned_stack",
+        format!(
+            "cutoff-timer `pin!(Deadline::after(&parent, 200ms)).link()` + drop on the stack, {n} times"
+        ),
+        n,
+        || {
+            let root = CancelSource::new();
+            let parent = root.child();
+            let (b0, a0) = snapshot();
+            let mut allocs_seen = 0isize;
+            for _ in 0..n {
+                let mut d = pin!(Deadline::after(&parent, Duration::from_millis(200)));
+                std::hint::black_box(d.as_mut().link());
+                allocs_seen = allocs_seen.max(snapshot().1 - a0);
+            }
+            let (b1, _) = snapshot();
+            (b1 - b0, allocs_seen)
+        },
+    ));
+
+    rows.push(measure(
+        "tokio_sleep",
+        format!("tokio `sleep(1h)`, boxed and polled once (registered), {n} pending"),
+        n,
+        || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("tokio runtime");
+            let _g = rt.enter();
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut v = Vec::with_capacity(n);
+            let (b0, a0) = snapshot();
+            for _ in 0..n {
+                let mut s = Box::pin(tokio::time::sleep(Duration::from_secs(3600)));
+                assert!(s.as_mut().poll(&mut cx).is_pending());
+                v.push(s);
+            }
+            let (b1, a1) = snapshot();
+            drop(v);
+            (b1 - b0, a1 - a0)
+        },
+    ));
+
     let mut file = String::new();
     println!(
         "{:<22} {:>10} {:>12}  what",
@@ -195,6 +303,7 @@ fn main() {
         "size_of.CancellationToken {}",
         size_of::<CancellationToken>()
     );
+    let _ = writeln!(file, "size_of.Deadline {}", size_of::<Deadline<'static>>());
     let _ = writeln!(file, "n {n}");
     println!(
         "size_of: Node {} B, ChildNode {} B, CancelSource {} B, tokio CancellationToken {} B",

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cutoff::{CancelSource, ChildNode, Node};
+use cutoff_benches::timer_bodies as tb;
 use cutoff_benches::{bodies, run_threads};
 use tokio_util::sync::CancellationToken;
 
@@ -267,6 +268,37 @@ fn main() {
         "is_cancelled_threads/floor_atomic_load/scaling",
         inv(sf, 2.0),
     ));
+
+    // Deadlines (cutoff-timer vs tokio child token + registered sleep).
+    let rt = tb::tokio_rt();
+    let dparent = root.child();
+    let dtparent = troot.child_token();
+    rows.push((
+        "deadline_create_cancel/cutoff_heap/0",
+        pair(
+            rounds,
+            fast,
+            &mut |n| tb::cutoff_heap(&dparent, n),
+            &mut |n| tb::tokio(&rt, &dtparent, n),
+        ),
+    ));
+    rows.push((
+        "deadline_create_cancel/cutoff_pinned/0",
+        pair(
+            rounds,
+            fast,
+            &mut |n| tb::cutoff_pinned(&dparent, n),
+            &mut |n| tb::tokio(&rt, &dtparent, n),
+        ),
+    ));
+    // Heap deadlines, 2 threads (one parent each) vs 1 thread: scaling = 2 / time ratio.
+    let sd = pair(
+        rounds,
+        threads_batch,
+        &mut |n| run_threads(2, n, |n| _ = tb::cutoff_heap(&root.child(), n)),
+        &mut |n| run_threads(1, n, |n| _ = tb::cutoff_heap(&root.child(), n)),
+    );
+    rows.push(("deadline_threads/cutoff_heap/scaling", inv(sd, 2.0)));
 
     let mut file = String::new();
     println!(

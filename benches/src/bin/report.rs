@@ -1,9 +1,12 @@
 //! Print the cutoff vs tokio-util ratio table from a criterion run (and the memory figures).
 //!
-//! Usage: `report [--criterion DIR] [--mem FILE] [--markdown OUT --command CMD [--notes FILE]]`
+//! Usage: `report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--env FILE]
+//! [--markdown OUT --command CMD [--notes FILE]]`
 //!
 //! * `DIR` defaults to `$CARGO_TARGET_DIR/criterion` or `<workspace>/target/criterion`;
-//! * `FILE` is what `mem --out FILE` wrote;
+//! * `FILE` is what `mem --out FILE` (or `paired --out`, `lateness --out`) wrote;
+//! * the deadline rows (cutoff-timer vs tokio, `benches/timer.rs`) form their own table, and
+//!   the "Deadlines (cutoff-timer)" section of the markdown report;
 //! * with `--markdown`, also writes a full report (machine, versions, tables, raw medians and
 //!   the notes file) to `OUT`. Every number in it comes from the run; nothing is hand-edited.
 //!
@@ -183,6 +186,8 @@ struct Data {
     mem: BTreeMap<String, String>,
     /// key -> (median, lower quartile, upper quartile) of the paired ratios.
     paired: BTreeMap<String, (f64, f64, f64)>,
+    /// `lateness.<impl>.<pending>.<run>` -> "early p50 p90 p99 max load1".
+    lateness: BTreeMap<String, String>,
 }
 
 impl Data {
@@ -389,6 +394,300 @@ fn vs_tokio(d: &Data) -> Vec<Row> {
         paired: None,
     });
     rows
+}
+
+/// The deadline (cutoff-timer) rows. Rows of the full-only groups are left out when their
+/// data is absent (quick mode).
+fn timer_rows(d: &Data) -> Vec<Row> {
+    let g = "deadline_create_cancel";
+    let p = cutoff_benches::PENDING;
+    let mut rows = Vec::new();
+    for (id, label) in [
+        ("cutoff_heap", "heap (`with_timeout(&parent, 200ms)`)"),
+        (
+            "cutoff_pinned",
+            "pinned (`pin!(Deadline::after(..)).link()`)",
+        ),
+    ] {
+        let mut r = time_row(
+            d,
+            &format!("deadline create+cancel early, {label}"),
+            &format!("{g}/{id}/0"),
+            &format!("{g}/tokio/0"),
+            1,
+            Goal::AtMost(0.3),
+        );
+        r.paired = Some(format!("{g}/{id}/0"));
+        rows.push(r);
+    }
+    let t0 = d.t(&format!("{g}/tokio/0"), 1);
+    let tp = d.t(&format!("{g}/tokio/{p}"), 1);
+    for (id, label) in [("cutoff_heap", "heap"), ("cutoff_pinned", "pinned")] {
+        let c0 = d.t(&format!("{g}/{id}/0"), 1);
+        let cp = d.t(&format!("{g}/{id}/{p}"), 1);
+        if cp.is_none() && tp.is_none() {
+            continue;
+        }
+        rows.push(Row {
+            what: format!("  same with {p} other deadlines pending, {label}: vs tokio with {p}"),
+            cutoff: ns(cp),
+            other: ns(tp),
+            metric: "time ratio".into(),
+            value: div(cp, tp),
+            check: div(cp, tp),
+            goal: Goal::Info,
+            unit: "x",
+            paired: None,
+        });
+        rows.push(Row {
+            what: format!("  {label}: time with {p} pending / time with 0 pending"),
+            cutoff: ratio(div(cp, c0), "x"),
+            other: ratio(div(tp, t0), "x"),
+            metric: "cutoff 1M/0".into(),
+            value: div(cp, c0),
+            check: div(cp, c0),
+            goal: Goal::AtMost(1.2),
+            unit: "x",
+            paired: None,
+        });
+    }
+    let g = "deadline_threads";
+    let (tk1, tk2) = (d.tput(g, "tokio", 1), d.tput(g, "tokio", 2));
+    for (id, label, goal) in [
+        (
+            "cutoff_heap",
+            "heap, one parent per thread",
+            Goal::AtLeast(1.6),
+        ),
+        (
+            "cutoff_heap_shared",
+            "heap, one shared parent",
+            Goal::AtLeast(1.6),
+        ),
+        (
+            "cutoff_pinned",
+            "pinned, one parent per thread",
+            Goal::AtLeast(1.6),
+        ),
+    ] {
+        let (c1, c2) = (d.tput(g, id, 1), d.tput(g, id, 2));
+        if c1.is_none() && c2.is_none() {
+            continue;
+        }
+        rows.push(Row {
+            what: format!("deadline create+cancel, 2 threads, {label}: total throughput"),
+            cutoff: mops(c2),
+            other: mops(tk2),
+            metric: "throughput multiple".into(),
+            value: div(c2, tk2),
+            check: div(c2, tk2),
+            goal: Goal::Info,
+            unit: "x",
+            paired: None,
+        });
+        rows.push(Row {
+            what: format!("  scaling, {label}: 2-thread total / 1-thread total"),
+            cutoff: ratio(div(c2, c1), "x"),
+            other: ratio(div(tk2, tk1), "x"),
+            metric: "cutoff 2t/1t".into(),
+            value: div(c2, c1),
+            check: div(c2, c1),
+            goal,
+            unit: "x",
+            paired: (id == "cutoff_heap").then(|| format!("{g}/cutoff_heap/scaling")),
+        });
+    }
+    let (hb, tb) = (d.mem("timer_heap.bytes"), d.mem("tokio_sleep.bytes"));
+    rows.push(Row {
+        what: "heap bytes per pending deadline, heap (1M `with_timeout(.., 1h)`)".into(),
+        cutoff: ratio(hb, " B"),
+        other: ratio(tb, " B"),
+        metric: "bytes ratio".into(),
+        value: div(hb, tb),
+        check: hb,
+        goal: Goal::AtMost(96.0),
+        unit: " B",
+        paired: None,
+    });
+    let pb = d.mem("timer_pinned.bytes");
+    rows.push(Row {
+        what: "heap bytes per pending deadline, pinned `Deadline`".into(),
+        cutoff: ratio(pb, " B"),
+        other: ratio(tb, " B"),
+        metric: "bytes ratio".into(),
+        value: div(pb, tb),
+        check: pb,
+        goal: Goal::AtMost(0.0),
+        unit: " B",
+        paired: None,
+    });
+    let pa = d.mem("timer_pinned_stack.allocs");
+    rows.push(Row {
+        what: "allocations while a pinned deadline is linked (create+cancel loop)".into(),
+        cutoff: ratio(pa, ""),
+        other: ratio(d.mem("tokio_sleep.allocs"), ""),
+        metric: "count".into(),
+        value: None,
+        check: pa,
+        goal: Goal::AtMost(0.0),
+        unit: "",
+        paired: None,
+    });
+    rows
+}
+
+/// The lateness table (from `lateness --out`): one row per implementation, pending count and
+/// run; cutoff-timer rows are judged against the targets.
+fn lateness_table(d: &Data, md: bool) -> (String, usize, usize) {
+    let mut s = String::new();
+    let (mut pass, mut miss) = (0, 0);
+    if d.lateness.is_empty() {
+        return (s, 0, 0);
+    }
+    let mut keys: Vec<(&str, usize, usize, &String)> = d
+        .lateness
+        .iter()
+        .filter_map(|(k, v)| {
+            let mut it = k.split('.').skip(1);
+            let imp = it.next()?;
+            let pending = it.next()?.parse().ok()?;
+            let run = it.next()?.parse().ok()?;
+            Some((imp, pending, run, v))
+        })
+        .collect();
+    keys.sort_by_key(|&(imp, pending, run, _)| (imp, pending, run));
+    if md {
+        s.push_str("| timer | other pending | run | early | p50 ms | p90 ms | p99 ms | max ms | load1 before | result (0 early, p50 <= 0.25, p99 <= 1.0) |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "{:<13} {:>8} {:>4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6}  result (0 early, p50 <= 0.25 ms, p99 <= 1.0 ms)",
+            "lateness", "pending", "run", "early", "p50 ms", "p90 ms", "p99 ms", "max ms", "load1"
+        );
+    }
+    for (imp, pending, run, v) in keys {
+        let f: Vec<&str> = v.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+        let verdict = if imp == "cutoff" {
+            match (num(0), num(1), num(3)) {
+                (Some(e), Some(p50), Some(p99)) if e == 0.0 && p50 <= 0.25 && p99 <= 1.0 => {
+                    pass += 1;
+                    "PASS"
+                }
+                _ => {
+                    miss += 1;
+                    "MISS"
+                }
+            }
+        } else {
+            "-"
+        };
+        let name = if imp == "cutoff" {
+            "cutoff-timer"
+        } else {
+            "tokio (current_thread)"
+        };
+        let c = |i: usize| f.get(i).copied().unwrap_or("?");
+        let ms = |i: usize| num(i).map_or("?".into(), |x| format!("{x:.3}"));
+        if md {
+            let _ = writeln!(
+                s,
+                "| {name} | {pending} | {run} | {} | {} | {} | {} | {} | {} | **{verdict}** |",
+                c(0),
+                ms(1),
+                ms(2),
+                ms(3),
+                ms(4),
+                c(5)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{:<13} {pending:>8} {run:>4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6}  {verdict}",
+                if imp == "cutoff" {
+                    "cutoff-timer"
+                } else {
+                    "tokio"
+                },
+                c(0),
+                ms(1),
+                ms(2),
+                ms(3),
+                ms(4),
+                c(5)
+            );
+        }
+    }
+    (s, pass, miss)
+}
+
+/// The ratio table of `rows` (text or markdown); returns it with the pass/miss counts.
+fn rows_table(d: &Data, rows: &[Row], md: bool, head: &str) -> (String, usize, usize) {
+    let mut s = String::new();
+    let (mut pass, mut miss) = (0, 0);
+    if md {
+        let _ = writeln!(
+            s,
+            "| row | cutoff | {head} | metric | cutoff/{head} | target | result | paired [IQR] | paired result |"
+        );
+        s.push_str("|---|---:|---:|---|---:|---|---|---:|---|\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "{:<72} {:>11} {:>11} {:>10} {:>9}  result   paired [IQR]",
+            format!("row (cutoff vs {head})"),
+            "cutoff",
+            head,
+            "ratio",
+            "target"
+        );
+    }
+    for r in rows {
+        let v = r.goal.verdict(r.check);
+        match v {
+            "PASS" => pass += 1,
+            "MISS" | "NO DATA" => miss += 1,
+            _ => {}
+        }
+        let p = d.paired(r.paired.as_deref());
+        let pv = if p.is_some() {
+            r.goal.verdict(p.map(|x| x.0))
+        } else if md {
+            "-"
+        } else {
+            ""
+        };
+        if md {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
+                r.what.trim_start(),
+                r.cutoff,
+                r.other,
+                r.metric,
+                ratio(r.value, "x"),
+                r.goal.text(r.unit),
+                v,
+                paired_text(p),
+                pv
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{:<72} {:>11} {:>11} {:>10} {:>9}  {:<7}  {} {}",
+                r.what,
+                r.cutoff,
+                r.other,
+                ratio(r.value, "x"),
+                r.goal.text(r.unit),
+                v,
+                paired_text(p),
+                pv
+            );
+        }
+    }
+    (s, pass, miss)
 }
 
 struct FloorRow {
@@ -664,7 +963,8 @@ fn markdown(
          measurement 1.5 s, 30 samples for per-op groups; flat sampling, warm-up 0.2 s, \
          measurement 1 s (of timed work only), 20 samples for the `iter_custom` groups), then \
          `target/release/mem`, `target/release/paired` (41 rounds) and \
-         `target/release/report`. Figures are criterion **medians**; per-child/per-node/per-waiter \
+         `target/release/report`; the deadline benchmarks (`--bench timer`, same per-op \
+         settings) and `target/release/lateness` (3 runs) run in the same invocation. Figures are criterion **medians**; per-child/per-node/per-waiter \
          figures divide the median per iteration by the count. In the 2-thread groups both \
          threads start behind a `Barrier` and the wall time from the first start to the last \
          end is reported per operation; total throughput = threads / that time. \
@@ -746,6 +1046,52 @@ fn markdown(
         d.mem.get("size_of.CancellationToken").map_or("?", |v| v),
     );
 
+    let (ttable, tpass, tmiss) = rows_table(d, &timer_rows(d), true, "tokio");
+    let (ltable, lpass, lmiss) = lateness_table(d, true);
+    let _ = writeln!(
+        s,
+        "## Deadlines (cutoff-timer)\n\n\
+         Targets met: **{}**, missed: **{}** (lateness runs included).\n\n\
+         `benches/benches/timer.rs`, in the same kind of criterion run (fast-group settings). \
+         **cutoff**: a deadline node 200 ms out under a live parent node, dropped before it \
+         fires: heap = `cutoff_timer::with_timeout(&parent, 200ms)`, pinned = \
+         `pin!(Deadline::after(&parent, 200ms)).link()`, both on the global timer. **tokio**: \
+         tokio-util `parent.child_token()` + `tokio::time::sleep(200ms)` polled once (so it is \
+         registered in the wheel), both dropped; polled by hand with a noop waker under \
+         `rt.enter()` of a current_thread runtime with only the time driver, after the driver \
+         has parked once with a timer registered (`next_wake` set: steady state). The \
+         \"pending\" rows keep {} other deadlines alive meanwhile (uniform in 60 s - 1 h, created \
+         beforehand: cutoff heap deadlines on the global timer from the same thread; tokio \
+         registered boxed sleeps on the same runtime). In the 2-thread rows each thread creates \
+         and drops deadlines in a loop (`run_threads`, as in the core's 2-thread rows); tokio's \
+         threads share one runtime's driver. Memory rows come from `mem` (counting allocator, \
+         requested bytes); \"paired\" is the alternating-batch cross-check of `paired`.\n",
+        tpass + lpass,
+        tmiss + lmiss,
+        cutoff_benches::PENDING
+    );
+    s.push_str(&ttable);
+    let _ = writeln!(
+        s,
+        "\nType sizes: pinned `Deadline` {} B (lives wherever the user puts it; it allocates nothing).\n",
+        d.mem.get("size_of.Deadline").map_or("?", |v| v)
+    );
+    if !ltable.is_empty() {
+        s.push_str(
+            "### Lateness (`target/release/lateness`)\n\n\
+             1,000 concurrent timeouts, deadlines uniform in 1-50 ms after creation, with 0 and \
+             with 100,000 other deadlines pending (60 s - 1 h out). cutoff-timer: heap \
+             `with_deadline(&root, at)` nodes, lateness = the `Instant` recorded by each node's \
+             `on_cancel` callback (it runs on the timer thread) - `at`. tokio: 1,000 tasks on a \
+             current_thread runtime (time driver only), `sleep_until(at).await` then \
+             `Instant::now()` - `at`. \"early\" counts callbacks that ran before their deadline. \
+             Targets (cutoff-timer, idle machine): 0 early, p50 <= 0.25 ms, p99 <= 1.0 ms. \
+             `load1` is the 1-minute load average just before each run.\n\n",
+        );
+        s.push_str(&ltable);
+        s.push('\n');
+    }
+
     s.push_str(
         "## All medians of this run\n\n| benchmark | median / iter | 95% CI |\n|---|---:|---|\n",
     );
@@ -775,7 +1121,7 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("criterion");
     let (mut mem, mut md, mut command, mut notes) = (None, None, String::new(), None);
-    let (mut paired, mut env) = (None, None);
+    let (mut paired, mut env, mut lateness) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || PathBuf::from(args.next().expect("missing value"));
@@ -784,11 +1130,12 @@ fn main() {
             "--mem" => mem = Some(val()),
             "--paired" => paired = Some(val()),
             "--env" => env = Some(val()),
+            "--lateness" => lateness = Some(val()),
             "--markdown" => md = Some(val()),
             "--notes" => notes = Some(val()),
             "--command" => command = val().to_string_lossy().into_owned(),
             _ => panic!(
-                "usage: report [--criterion DIR] [--mem FILE] [--markdown OUT --command CMD [--notes FILE]]"
+                "usage: report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--env FILE] [--markdown OUT --command CMD [--notes FILE]]"
             ),
         }
     }
@@ -796,6 +1143,7 @@ fn main() {
         est: load_all(&crit),
         mem: load_mem(mem.as_deref()),
         paired: load_paired(paired.as_deref()),
+        lateness: load_mem(lateness.as_deref()),
     };
     if d.est.is_empty() {
         eprintln!("no criterion results under {}", crit.display());
@@ -805,6 +1153,22 @@ fn main() {
     println!("{table}");
     println!(
         "targets met: {pass}, missed: {miss}   (ratio = cutoff/tokio-util time unless marked; 'M/s' = total ops/s across threads)"
+    );
+    let (ttable, tpass, tmiss) = rows_table(&d, &timer_rows(&d), false, "tokio");
+    let (ltable, lpass, lmiss) = lateness_table(&d, false);
+    println!("\n== deadlines (cutoff-timer vs tokio-util child token + tokio sleep)\n{ttable}");
+    if !ltable.is_empty() {
+        println!("{ltable}");
+    }
+    println!(
+        "deadline targets met: {}, missed: {}{}",
+        tpass + lpass,
+        tmiss + lmiss,
+        if d.lateness.is_empty() {
+            "   (1M-pending, 2-thread and lateness rows: `--full` only)"
+        } else {
+            ""
+        }
     );
     if let Some(out) = md {
         std::fs::write(

@@ -237,13 +237,16 @@ enum Plan {
     Register(u64),
 }
 
-fn plan(timer: &Inner, parent: Option<&NodeView>, deadline: u64) -> Plan {
+/// `now` is a clock reading taken at or after the caller's request (so `deadline <= now`
+/// really means "already due"); callers that computed `deadline` from a reading pass that one,
+/// saving a second clock read.
+fn plan(parent: Option<&NodeView>, deadline: u64, now: u64) -> Plan {
     if let Some(pd) = parent.and_then(NodeView::deadline_raw)
         && pd <= deadline
     {
         return Plan::Inherit(pd);
     }
-    if deadline <= timer.now() {
+    if deadline <= now {
         Plan::Expired(deadline)
     } else {
         Plan::Register(deadline)
@@ -262,7 +265,8 @@ impl Timer {
         parent: impl Into<Parent<'a>>,
         deadline: Instant,
     ) -> CancelSource {
-        self.deadline_source_nanos(parent.into(), instant_nanos(deadline))
+        let now = self.inner().now();
+        self.deadline_source_nanos(parent.into(), instant_nanos(deadline), now)
     }
 
     /// A heap deadline node under `parent` that cancels itself after `timeout`.
@@ -271,16 +275,14 @@ impl Timer {
         parent: impl Into<Parent<'a>>,
         timeout: Duration,
     ) -> CancelSource {
-        let d = self
-            .inner()
-            .now()
-            .saturating_add(duration_to_nanos(timeout));
-        self.deadline_source_nanos(parent.into(), d)
+        let now = self.inner().now();
+        let d = now.saturating_add(duration_to_nanos(timeout));
+        self.deadline_source_nanos(parent.into(), d, now)
     }
 
-    fn deadline_source_nanos(&self, parent: Parent<'_>, deadline: u64) -> CancelSource {
+    fn deadline_source_nanos(&self, parent: Parent<'_>, deadline: u64, now: u64) -> CancelSource {
         let inner = self.inner();
-        let plan = plan(inner, parent.view(), deadline);
+        let plan = plan(parent.view(), deadline, now);
         let d = match plan {
             Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
         };
@@ -352,6 +354,8 @@ pub struct Deadline<'a> {
     parent: Option<&'a NodeView>,
     timer: &'a Timer,
     deadline: u64,
+    /// The clock reading `deadline` was computed from, if any (saves a second read).
+    now: Option<u64>,
     linked: bool,
 }
 
@@ -363,25 +367,29 @@ impl<'a> Deadline<'a> {
 
     /// A deadline node under `parent` (or a root) on `timer`.
     pub fn with_timer(timer: &'a Timer, parent: Option<&'a NodeView>, deadline: Instant) -> Self {
-        Self::with_nanos(timer, parent, instant_nanos(deadline))
+        Self::with_nanos(timer, parent, instant_nanos(deadline), None)
     }
 
     /// A deadline node `timeout` from now under `parent` on the global timer.
     pub fn after(parent: &'a NodeView, timeout: Duration) -> Self {
         let timer = Timer::global();
-        let d = timer
-            .inner()
-            .now()
-            .saturating_add(duration_to_nanos(timeout));
-        Self::with_nanos(timer, Some(parent), d)
+        let now = timer.inner().now();
+        let d = now.saturating_add(duration_to_nanos(timeout));
+        Self::with_nanos(timer, Some(parent), d, Some(now))
     }
 
-    fn with_nanos(timer: &'a Timer, parent: Option<&'a NodeView>, deadline: u64) -> Self {
+    fn with_nanos(
+        timer: &'a Timer,
+        parent: Option<&'a NodeView>,
+        deadline: u64,
+        now: Option<u64>,
+    ) -> Self {
         Self {
             node: DeadlineNode::new(deadline),
             parent,
             timer,
             deadline,
+            now,
             linked: false,
         }
     }
@@ -393,7 +401,8 @@ impl<'a> Deadline<'a> {
         if !this.linked {
             this.linked = true;
             let inner = this.timer.inner();
-            let plan = plan(inner, this.parent, this.deadline);
+            let now = this.now.unwrap_or_else(|| inner.now());
+            let plan = plan(this.parent, this.deadline, now);
             if let Plan::Inherit(d) = plan {
                 this.node.core.entry.set_deadline(d);
             }
@@ -521,7 +530,9 @@ impl<F: Future> Future for Timeout<F> {
             return Poll::Ready(Ok(v));
         }
         if this.waiting.is_none() {
-            let src = Timer::global().deadline_source_nanos(Parent::Root, *this.deadline);
+            let timer = Timer::global();
+            let now = timer.inner().now();
+            let src = timer.deadline_source_nanos(Parent::Root, *this.deadline, now);
             this.waiting.set(Some(src.token().cancelled_owned()));
             *this.source = Some(src);
         }

@@ -387,3 +387,31 @@ impl Drop for Timer {
         self.inner.drain_all(Reason::ParentGone);
     }
 }
+
+// test hooks for loom models
+#[cfg(test)]
+impl Inner {
+    /// One "plan to sleep" step of [`drive`](Self::drive) without parking: its loop body up
+    /// to the park, calling the real `turn` and `min_next` (keep in sync with `drive`).
+    /// `None`: the driver would look again at once; `Some(t)`: it would park until `t`
+    /// (`u64::MAX`: until unparked; `t <= now`: not at all).
+    pub(crate) fn test_plan_sleep(&self) -> Option<u64> {
+        self.wake_at.store(0, SeqCst);
+        let (earliest, _) = self.turn(self.now());
+        self.wake_at.store(earliest.max(1), SeqCst);
+        if self.min_next() < earliest || self.is_shut_down() {
+            return None;
+        }
+        Some(earliest)
+    }
+
+    /// [`inserted`](Self::inserted) of `deadline` into the calling thread's shard, returning
+    /// whether it would unpark the driver instead of unparking it (the same two atomic
+    /// operations as `inserted`; keep in sync).
+    pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
+        // SAFETY: a thread's shard lives as long as the thread's cache and the timer.
+        let shard = unsafe { &*self.local_shard() };
+        shard.next.fetch_min(deadline, SeqCst);
+        deadline < self.wake_at.load(SeqCst)
+    }
+}

@@ -301,37 +301,26 @@ unsafe fn run_erased<F: FnOnce(&Reason)>(h: *const Header, reason: &Reason) {
     let f = unsafe { (*this).f.with_mut(|p| (*p).take()) };
 
     struct Release<'d> {
-        e: *const Entry,
+        h: *const Header,
         destroyed: &'d Cell<bool>,
     }
     impl Drop for Release<'_> {
         fn drop(&mut self) {
             if !self.destroyed.get() {
-                // SAFETY: not destroyed, so the registration still waits for this store.
+                // SAFETY: not destroyed, so the registration still waits for this store; the
+                // pointer covers the whole registration (it came from the list).
                 unsafe {
-                    (*self.e).destroyed_reset();
-                    Node::release_entry(self.e);
+                    (*self.h).destroyed.with_mut(|p| *p = ptr::null());
+                    Node::release_entry(self.h.cast());
                 }
             }
         }
     }
     let _release = Release {
-        e: h.cast(),
+        h,
         destroyed: &destroyed,
     };
     if let Some(f) = f {
         f(reason);
-    }
-}
-
-impl Entry {
-    /// Clear the `destroyed` pointer of a callback header before releasing it.
-    ///
-    /// # Safety
-    /// `self` is the entry of a TAKEN callback header.
-    unsafe fn destroyed_reset(&self) {
-        let h = (self as *const Entry).cast::<Header>();
-        // SAFETY: invariant 2: only the walker writes it, and the header is alive.
-        unsafe { (*h).destroyed.with_mut(|p| *p = ptr::null()) };
     }
 }

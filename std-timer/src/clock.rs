@@ -112,6 +112,8 @@ pub struct SystemClock {
 impl SystemClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
+        // Fix the timers' common origin first, so this clock's origin is not before it.
+        let _ = crate::global_origin();
         Self::with_origin(Instant::now())
     }
 
@@ -176,6 +178,8 @@ impl ManualClock {
 
     /// A clock at `now` nanoseconds, with its origin at the current instant.
     pub fn with_now(now: u64) -> Self {
+        // Fix the timers' common origin first, so this clock's origin is not before it.
+        let _ = crate::global_origin();
         Self {
             origin: Instant::now(),
             now: AtomicU64::new(now),

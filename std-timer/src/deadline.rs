@@ -93,10 +93,13 @@ unsafe fn vt_deadline(h: *const ExtHeader) -> u64 {
 /// # Safety
 /// `h` heads a heap `DeadlineNode` made by `Timer::deadline_source`, with no handle left.
 unsafe fn vt_free(h: *mut ExtHeader) {
-    // SAFETY: allocated as a `Box<DeadlineNode>`; nobody else refers to it.
-    let node = unsafe { Box::from_raw(h.cast::<DeadlineNode>()) };
-    node.core.unregister();
-    drop(node);
+    let node = h.cast::<DeadlineNode>();
+    // Take the entry out (or wait for the driver) through the raw pointer first: the driver
+    // may still be using the node, so no exclusive `Box` may exist yet.
+    // SAFETY: the node is alive until we free it below.
+    unsafe { (*node).core.unregister() };
+    // SAFETY: allocated as a `Box<DeadlineNode>`; nobody refers to it any more.
+    drop(unsafe { Box::from_raw(node) });
 }
 
 impl DeadlineNode {
@@ -130,17 +133,16 @@ impl DeadlineCore {
     /// Insert into the calling thread's shard of `timer`. `Err` if already due.
     fn register(&self, timer: &Arc<Inner>) -> Result<(), ()> {
         let shard = timer.local_shard();
-        // SAFETY: a thread's shard lives as long as the thread's cache and the timer.
-        let shard_ref = unsafe { &*shard };
-        let mut wheel = shard_ref.lock();
+        let mut wheel = shard.lock();
         // SAFETY: the entry lives inside a pinned (or boxed) deadline node whose drop removes
         // it (invariant 2).
         if unsafe { wheel.insert(NonNull::from(&self.entry)) }.is_err() {
             return Err(());
         }
-        self.word.store(shard as usize | PENDING, Release);
+        self.word
+            .store(core::ptr::from_ref(shard) as usize | PENDING, Release);
         drop(wheel);
-        timer.inserted(shard_ref, self.entry.deadline());
+        timer.inserted(shard, self.entry.deadline());
         Ok(())
     }
 
@@ -170,7 +172,7 @@ impl DeadlineCore {
                 IDLE => return,
                 PENDING => {
                     let shard = (w & !STATE) as *const Shard;
-                    // SAFETY: invariant 3: a shard outlives its PENDING entries.
+                    // SAFETY: invariant 3: shards are never freed (timer.rs, `Shard`).
                     let mut wheel = unsafe { &*shard }.lock();
                     if self.word.load(Relaxed) == w {
                         // SAFETY: invariant 1: PENDING under the lock means linked here.

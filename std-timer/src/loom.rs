@@ -6,7 +6,7 @@
 
 #[cfg(loom)]
 mod inner {
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use loom::sync::{Mutex, MutexGuard};
 
     /// Back off in a spin loop (under loom: let the other threads run).
@@ -17,7 +17,7 @@ mod inner {
 
 #[cfg(not(loom))]
 mod inner {
-    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use std::sync::{Mutex, MutexGuard};
 
     /// Back off in a spin loop: a CPU hint at first, then yield to the OS.

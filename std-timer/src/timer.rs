@@ -43,7 +43,7 @@ use core::time::Duration;
 use std::sync::{Arc, OnceLock};
 
 use crate::loom::Ordering::*;
-use crate::loom::{AtomicBool, AtomicU64, Mutex, MutexGuard, lock};
+use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, fence, lock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
@@ -63,18 +63,51 @@ pub fn global_origin() -> Instant {
 }
 
 /// One thread's share of a timer's pending deadlines.
+///
+/// Shards are never freed: an owner that read "PENDING in shard S" may be preempted before it
+/// locks S while the timer is dropped and drains S (deadline.rs invariant 3 is about entries,
+/// not about such late lockers). So a shard is leaked once and, when its timer or thread goes
+/// away, returned to a process-wide pool for reuse; a late locker then finds a live shard,
+/// sees its entry's state has changed, and moves on. The number of shards is bounded by the
+/// largest number of (thread, timer) pairs alive at once.
 pub(crate) struct Shard {
     wheel: Mutex<Wheel>,
     /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
     next: AtomicU64,
+    /// Set to a timer's id when the thread that used this shard for that timer exits; that
+    /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
+    /// for a timer the shard no longer belongs to is ignored.)
+    orphan: AtomicUsize,
 }
 
+/// Shards no timer uses, ready for reuse (never freed; see [`Shard`]).
+#[cfg(not(loom))]
+static POOL: std::sync::Mutex<Vec<&'static Shard>> = std::sync::Mutex::new(Vec::new());
+
 impl Shard {
-    fn new(now: u64) -> Self {
-        Self {
+    /// A shard for a timer whose time is `now`: from the pool, or newly leaked.
+    fn get(now: u64) -> &'static Shard {
+        #[cfg(not(loom))]
+        if let Some(s) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            *s.lock() = Wheel::with_now(now);
+            s.next.store(u64::MAX, SeqCst);
+            s.orphan.store(0, Relaxed);
+            return s;
+        }
+        // Under loom every model iteration makes its own (leaked) shards: loom objects must
+        // not outlive the execution that made them.
+        Box::leak(Box::new(Shard {
             wheel: Mutex::new(Wheel::with_now(now)),
             next: AtomicU64::new(u64::MAX),
-        }
+            orphan: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Give an empty shard back to the pool.
+    fn recycle(&'static self) {
+        debug_assert!(self.lock().is_empty());
+        #[cfg(not(loom))]
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
     }
 
     /// Lock the wheel (a panic while holding it cannot leave it inconsistent: the wheel's
@@ -87,9 +120,11 @@ impl Shard {
 pub(crate) struct Inner {
     id: usize,
     clock: Arc<dyn Clock>,
-    /// `global_origin()` to the clock's origin, in nanoseconds.
+    /// `global_origin()` to the clock's origin, in nanoseconds, and whether the clock's origin
+    /// is *before* the global one (then the offset is subtracted).
     offset: u64,
-    shards: Mutex<Vec<Arc<Shard>>>,
+    before: bool,
+    shards: Mutex<Vec<&'static Shard>>,
     /// When the driver will next wake (`0`: it is awake and will look again).
     wake_at: AtomicU64,
     driver: OnceLock<Thread>,
@@ -99,43 +134,61 @@ pub(crate) struct Inner {
 impl Inner {
     /// Now, on the global time line.
     pub(crate) fn now(&self) -> u64 {
-        self.offset.saturating_add(self.clock.now())
+        if self.before {
+            self.clock.now().saturating_sub(self.offset)
+        } else {
+            self.offset.saturating_add(self.clock.now())
+        }
     }
 
     /// The calling thread's shard of this timer.
-    pub(crate) fn local_shard(self: &Arc<Self>) -> *const Shard {
+    pub(crate) fn local_shard(self: &Arc<Self>) -> &'static Shard {
+        /// This thread's shards, one per timer; marked orphans when the thread exits.
+        struct Cache(Vec<(usize, std::sync::Weak<Inner>, &'static Shard)>);
+        impl Drop for Cache {
+            fn drop(&mut self) {
+                for (id, _, s) in &self.0 {
+                    s.orphan.store(*id, Release);
+                }
+            }
+        }
         #[cfg(not(loom))]
         std::thread_local! {
-            static LAST: Cell<(usize, *const Shard)> = const { Cell::new((0, core::ptr::null())) };
-            static ALL: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+            static LAST: Cell<(usize, Option<&'static Shard>)> = const { Cell::new((0, None)) };
+            static ALL: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
         }
         #[cfg(loom)]
         loom::thread_local! {
-            static LAST: Cell<(usize, *const Shard)> = Cell::new((0, core::ptr::null()));
-            static ALL: RefCell<Vec<(usize, Arc<Shard>)>> = RefCell::new(Vec::new());
+            static LAST: Cell<(usize, Option<&'static Shard>)> = Cell::new((0, None));
+            static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
         }
-        let (id, shard) = LAST.with(Cell::get);
-        if id == self.id {
+        if let (id, Some(shard)) = LAST.with(Cell::get)
+            && id == self.id
+        {
             return shard;
         }
         let shard = ALL.with(|all| {
             let mut all = all.borrow_mut();
-            if let Some((_, s)) = all.iter().find(|(i, _)| *i == self.id) {
-                return Arc::as_ptr(s);
+            // Forget shards of timers that are gone (their shards went back to the pool).
+            all.0.retain(|(_, t, _)| t.strong_count() > 0);
+            if let Some((_, _, s)) = all.0.iter().find(|(i, _, _)| *i == self.id) {
+                return *s;
             }
-            let s = Arc::new(Shard::new(self.now()));
-            lock(&self.shards).push(Arc::clone(&s));
-            let p = Arc::as_ptr(&s);
-            all.push((self.id, s));
-            p
+            let s = Shard::get(self.now());
+            lock(&self.shards).push(s);
+            all.0.push((self.id, Arc::downgrade(self), s));
+            s
         });
-        LAST.with(|l| l.set((self.id, shard)));
+        LAST.with(|l| l.set((self.id, Some(shard))));
         shard
     }
 
     /// Tell the driver that `deadline` was just inserted into `shard`.
     pub(crate) fn inserted(&self, shard: &Shard, deadline: u64) {
         shard.next.fetch_min(deadline, SeqCst);
+        // Dekker with the driver's `wake_at` store and re-read (module docs). The fence is
+        // what loom models (it treats SeqCst accesses as AcqRel).
+        fence(SeqCst);
         if deadline < self.wake_at.load(SeqCst)
             && let Some(t) = self.driver.get()
         {
@@ -181,9 +234,22 @@ impl Inner {
         (earliest, fired)
     }
 
-    /// The `i`th registered shard (shards are only ever appended).
-    fn shard_at(&self, i: usize) -> Option<Arc<Shard>> {
-        lock(&self.shards).get(i).cloned()
+    /// The `i`th registered shard.
+    fn shard_at(&self, i: usize) -> Option<&'static Shard> {
+        lock(&self.shards).get(i).copied()
+    }
+
+    /// Give empty shards of exited threads back to the pool.
+    fn recycle_orphans(&self) {
+        let mut shards = lock(&self.shards);
+        shards.retain(|s| {
+            if s.orphan.load(Acquire) == self.id && s.lock().is_empty() {
+                s.recycle();
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// The smallest `next` hint over all shards.
@@ -224,7 +290,9 @@ impl Inner {
             }
             self.wake_at.store(0, SeqCst);
             let (earliest, _) = self.turn(self.now());
+            self.recycle_orphans();
             self.wake_at.store(earliest.max(1), SeqCst);
+            fence(SeqCst);
             // An insert that lowered a shard's `next` before it could see `wake_at` is caught
             // here (see the module docs).
             if self.min_next() < earliest || self.is_shut_down() {
@@ -299,11 +367,19 @@ static NEXT_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsiz
 
 impl Timer {
     fn with_inner(clock: Arc<dyn Clock>) -> Arc<Inner> {
-        let offset = to_nanos(global_origin(), clock.origin());
+        let (origin, theirs) = (global_origin(), clock.origin());
+        // A clock whose origin is before the common one (a custom clock) is read as if it
+        // started at the common origin: saturating at 0 can only make deadlines late.
+        let (offset, before) = if theirs >= origin {
+            (to_nanos(origin, theirs), false)
+        } else {
+            (to_nanos(theirs, origin), true)
+        };
         Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             clock,
             offset,
+            before,
             shards: Mutex::new(Vec::new()),
             wake_at: AtomicU64::new(0),
             driver: OnceLock::new(),
@@ -385,6 +461,10 @@ impl Drop for Timer {
             let _ = t.join();
         }
         self.inner.drain_all(Reason::ParentGone);
+        // Every shard is empty now; hand them back (late lockers still find live memory).
+        for s in core::mem::take(&mut *lock(&self.inner.shards)) {
+            s.recycle();
+        }
     }
 }
 
@@ -399,6 +479,7 @@ impl Inner {
         self.wake_at.store(0, SeqCst);
         let (earliest, _) = self.turn(self.now());
         self.wake_at.store(earliest.max(1), SeqCst);
+        fence(SeqCst);
         if self.min_next() < earliest || self.is_shut_down() {
             return None;
         }
@@ -409,9 +490,9 @@ impl Inner {
     /// whether it would unpark the driver instead of unparking it (the same two atomic
     /// operations as `inserted`; keep in sync).
     pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
-        // SAFETY: a thread's shard lives as long as the thread's cache and the timer.
-        let shard = unsafe { &*self.local_shard() };
+        let shard = self.local_shard();
         shard.next.fetch_min(deadline, SeqCst);
+        fence(SeqCst);
         deadline < self.wake_at.load(SeqCst)
     }
 }

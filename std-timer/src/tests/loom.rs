@@ -389,13 +389,6 @@ fn explicit_cancel_vs_fire() {
 /// retried at most once more, as `drive` would) and `Inner::test_inserted` (the decision of
 /// `inserted`).
 #[test]
-#[cfg_attr(
-    loom,
-    ignore = "loom false alarm: loom treats SeqCst loads/stores as AcqRel (loom README, \
-              tokio-rs/loom#180), so it reports the store-buffering outcome that SeqCst forbids; \
-              passes with fence(SeqCst) after `fetch_min` in `inserted` and after the `wake_at` \
-              store in `drive` (mirror them in the hooks)"
-)]
 fn driver_wakeup_vs_earlier_insert() {
     model(|| {
         let (clock, timer) = manual();
@@ -460,7 +453,6 @@ fn timer_drop_vs_pending() {
 /// the shard's address), the timer can then drain the entry, drop its `Inner` and free the
 /// shard, and A then locks the freed shard. Caught by the poison-on-free allocator.
 #[test]
-#[ignore = "bug: unregister locks a shard freed by a concurrent Timer drop (use after free)"]
 fn timer_drop_vs_unregister_on_exited_threads_shard() {
     model(|| {
         let (clock, timer) = manual();

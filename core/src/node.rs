@@ -391,7 +391,7 @@ impl Node {
         // SAFETY: exclusive access to the child (caller); lock held on self.
         unsafe {
             child.set_parent_ptr(self as *const Node as *const ());
-            self.list.push_front(&raw const child.entry);
+            self.list.push_front(child.entry_ptr());
         }
         self.entry.set_aux(self.entry.aux() + 1);
         #[cfg(feature = "alloc")]
@@ -486,6 +486,16 @@ impl Node {
             // `unref` we own the reference this node holds on it.
             unsafe { (*(parent as *const Node)).detach_unref(&self.entry, true, unref) }
         }
+    }
+
+    /// A pointer to this node's own entry that keeps the provenance of the whole node, so the
+    /// walker can get back to the node from it (a `&self.entry` or `&raw const self.entry`
+    /// would be limited to the field under Stacked Borrows).
+    pub(crate) fn entry_ptr(&self) -> *const Entry {
+        core::ptr::from_ref(self)
+            .cast::<u8>()
+            .wrapping_add(core::mem::offset_of!(Node, entry))
+            .cast::<Entry>()
     }
 
     /// Whether `parent` holds a reference count (heap chain).

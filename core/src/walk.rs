@@ -324,7 +324,7 @@ fn incoming(node: &Node) -> (*const Entry, *const Node) {
     let from = if node.is_multi() {
         node.entry.scratch()
     } else {
-        &raw const node.entry
+        node.entry_ptr()
     };
     // SAFETY: we hold `from` TAKEN and recorded the node we popped it from when we descended.
     let up = unsafe { (*from).popped_from() };

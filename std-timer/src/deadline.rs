@@ -141,8 +141,11 @@ impl DeadlineCore {
         }
         self.word
             .store(core::ptr::from_ref(shard) as usize | PENDING, Release);
+        let lowered = shard.lower_next(self.entry.deadline());
         drop(wheel);
-        timer.inserted(shard, self.entry.deadline());
+        if lowered {
+            timer.inserted(self.entry.deadline());
+        }
         Ok(())
     }
 

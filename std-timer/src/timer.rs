@@ -103,6 +103,19 @@ impl Shard {
         }))
     }
 
+    /// Lower the `next` hint to `deadline` if it is earlier; returns whether it was. Called
+    /// under the wheel lock, which is also held by every other writer of `next`, so a plain
+    /// compare and store suffices (no read-modify-write on the hot path when the hint is
+    /// already earlier).
+    pub(crate) fn lower_next(&self, deadline: u64) -> bool {
+        if deadline < self.next.load(Relaxed) {
+            self.next.store(deadline, SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Give an empty shard back to the pool.
     fn recycle(&'static self) {
         debug_assert!(self.lock().is_empty());
@@ -183,9 +196,9 @@ impl Inner {
         shard
     }
 
-    /// Tell the driver that `deadline` was just inserted into `shard`.
-    pub(crate) fn inserted(&self, shard: &Shard, deadline: u64) {
-        shard.next.fetch_min(deadline, SeqCst);
+    /// Tell the driver that `deadline` was just inserted and lowered its shard's `next` hint
+    /// ([`Shard::lower_next`]); unpark it if it plans to sleep past `deadline`.
+    pub(crate) fn inserted(&self, deadline: u64) {
         // Dekker with the driver's `wake_at` store and re-read (module docs). The fence is
         // what loom models (it treats SeqCst accesses as AcqRel).
         fence(SeqCst);
@@ -487,12 +500,15 @@ impl Inner {
     }
 
     /// [`inserted`](Self::inserted) of `deadline` into the calling thread's shard, returning
-    /// whether it would unpark the driver instead of unparking it (the same two atomic
-    /// operations as `inserted`; keep in sync).
+    /// whether it would unpark the driver instead of unparking it (the same steps as
+    /// `DeadlineCore::register` + `inserted`; keep in sync).
     pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
         let shard = self.local_shard();
-        shard.next.fetch_min(deadline, SeqCst);
+        let lowered = {
+            let _wheel = shard.lock();
+            shard.lower_next(deadline)
+        };
         fence(SeqCst);
-        deadline < self.wake_at.load(SeqCst)
+        lowered && deadline < self.wake_at.load(SeqCst)
     }
 }

@@ -79,7 +79,8 @@ pub(crate) unsafe fn link_all(
         slot.entry.set_aux(aux);
     }
     // SAFETY: exclusive access to the fresh node.
-    unsafe { node.set_parent_ptr(links.as_ptr().cast()) };
+    // `as_mut_ptr`: the node frees a heap slice through this pointer later.
+    unsafe { node.set_parent_ptr(links.as_mut_ptr().cast_const().cast()) };
     node.set_flags(MULTI | INIT);
     for link in links.iter() {
         if node.is_cancelled() {

@@ -58,7 +58,7 @@ impl<'p> ChildNode<'p> {
         if this.node.state_relaxed() & INIT == 0 {
             // SAFETY: `&mut` gives exclusive access; the node is pinned at its final address;
             // `'p` keeps the parent alive longer than us (node.rs invariant 1).
-            unsafe { this.parent.adopt(&this.node, false) };
+            unsafe { this.parent.adopt(&raw const this.node, false) };
         }
         &this.node
     }

@@ -92,7 +92,7 @@ impl ExtHeader {
             Some(parent) => {
                 this.node.set_flags(EXT);
                 // SAFETY: exclusive, pinned, parent outlives us (caller).
-                unsafe { parent.node().adopt(&this.node, false) }
+                unsafe { parent.node().adopt(&raw const this.node, false) }
             }
             None => {
                 this.node.set_flags(EXT | INIT);
@@ -132,7 +132,7 @@ impl ExtHeader {
             // 'static (caller).
             let counted = p.is_heap();
             // SAFETY: exclusive child; the parent outlives it (counted or 'static).
-            unsafe { p.adopt(node, counted) };
+            unsafe { p.adopt(ptr.as_ptr().cast::<Node>(), counted) };
         }
         // SAFETY: one reference, transferred to the source.
         unsafe { crate::CancelSource::from_raw(ptr.cast()) }

@@ -371,7 +371,12 @@ impl Node {
     /// # Safety
     /// `child` is at its final address, not yet initialised, and exclusively owned by the
     /// caller (or its lock is held); `self` outlives `child` (invariant 1).
-    pub(crate) unsafe fn adopt(&self, child: &Node, counted: bool) -> bool {
+    pub(crate) unsafe fn adopt(&self, child_ptr: *const Node, counted: bool) -> bool {
+        // `child_ptr` keeps the provenance it came with (for a heap node, the allocation's
+        // own), and the entry pointer pushed below is derived from it, so that a walker that
+        // ends up freeing the node does so through a pointer allowed to (Miri, Tree Borrows).
+        // SAFETY: the caller's contract: a live node.
+        let child = unsafe { &*child_ptr };
         let st = self.lock();
         if st & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
@@ -391,7 +396,7 @@ impl Node {
         // SAFETY: exclusive access to the child (caller); lock held on self.
         unsafe {
             child.set_parent_ptr(self as *const Node as *const ());
-            self.list.push_front(child.entry_ptr());
+            self.list.push_front(Node::entry_ptr_raw(child_ptr));
         }
         self.entry.set_aux(self.entry.aux() + 1);
         #[cfg(feature = "alloc")]
@@ -492,8 +497,12 @@ impl Node {
     /// walker can get back to the node from it (a `&self.entry` or `&raw const self.entry`
     /// would be limited to the field under Stacked Borrows).
     pub(crate) fn entry_ptr(&self) -> *const Entry {
-        core::ptr::from_ref(self)
-            .cast::<u8>()
+        Node::entry_ptr_raw(core::ptr::from_ref(self))
+    }
+
+    /// [`entry_ptr`](Self::entry_ptr) from a raw node pointer, keeping its provenance.
+    pub(crate) fn entry_ptr_raw(node: *const Node) -> *const Entry {
+        node.cast::<u8>()
             .wrapping_add(core::mem::offset_of!(Node, entry))
             .cast::<Entry>()
     }

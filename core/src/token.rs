@@ -220,7 +220,7 @@ impl CancelSource {
     pub fn child_of(parent: &'static NodeView) -> Self {
         let ptr = new_heap();
         // SAFETY: fresh, exclusive, at its final address; the parent is 'static.
-        unsafe { parent.node().adopt(ptr.as_ref(), false) };
+        unsafe { parent.node().adopt(ptr.as_ptr(), false) };
         Self { ptr }
     }
 
@@ -302,7 +302,7 @@ fn child_of_heap(parent: NonNull<Node>) -> CancelSource {
     let ptr = new_heap();
     // SAFETY: the caller's handle keeps the parent alive; the child is fresh and exclusive;
     // if it links, it takes a reference on the parent (atomically with the parent's lock).
-    unsafe { parent.as_ref().adopt(ptr.as_ref(), true) };
+    unsafe { parent.as_ref().adopt(ptr.as_ptr(), true) };
     CancelSource { ptr }
 }
 

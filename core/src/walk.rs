@@ -95,7 +95,12 @@ impl<'a> Walk<'a> {
     /// Leave `cur`, whose list is empty (or which we left `DRAINED`): clear the walker bits
     /// (and unlock it if `locked`), drop the walker's reference, release the entry we came
     /// through and move up. Returns `true` when the walk is over.
-    fn leave(&mut self, cur: &Node, locked: bool) -> bool {
+    ///
+    /// `cur_ptr` is a raw pointer, not a reference: we may free the node here, and a reference
+    /// argument would have to stay valid for the whole call.
+    fn leave(&mut self, cur_ptr: *const Node, locked: bool) -> bool {
+        // SAFETY: alive until we release its entry / free it below; not used after that.
+        let cur = unsafe { &*cur_ptr };
         const MINE: usize = WALKING | WALKER_REF | DRAINED;
         #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
         let st = cur.state_relaxed();
@@ -154,7 +159,7 @@ impl<'a> Walk<'a> {
                 // cancelled, so nothing the walker acts on can have been linked since (only
                 // join waiters may link into a cancelled node): leave it without locking.
                 if cur.state_relaxed() & DRAINED != 0 {
-                    if self.leave(cur, false) {
+                    if self.leave(self.cur, false) {
                         return;
                     }
                     continue;
@@ -165,7 +170,7 @@ impl<'a> Walk<'a> {
             // SAFETY: we hold `cur`'s lock.
             let popped = unsafe { cur.list().pop_front() };
             let Some(e) = popped else {
-                if self.leave(cur, true) {
+                if self.leave(self.cur, true) {
                     return;
                 }
                 continue;
@@ -174,11 +179,13 @@ impl<'a> Walk<'a> {
             let kind = unsafe { (*e).kind() };
             match kind {
                 Kind::Child | Kind::Link => {
-                    let target = target_of(e, kind);
+                    // A raw pointer with the provenance the entry was pushed with: if the
+                    // walker ends up freeing this node, it must do so through it.
+                    let target_ptr = target_of(e, kind);
                     // SAFETY: `cur` is cancelled (we are walking it) and we hold its lock.
                     let reason = unsafe { cur.reason_unchecked() };
                     // SAFETY: the target is kept alive by its TAKEN entry.
-                    let target = unsafe { &*target };
+                    let target = unsafe { &*target_ptr };
                     // Hand over hand: lock the child while still holding the parent. This is
                     // the only place two node locks are held; the order is always parent ->
                     // child (node.rs, lock ordering).
@@ -215,7 +222,7 @@ impl<'a> Walk<'a> {
                     } else {
                         cur.unlock();
                     }
-                    self.cur = target;
+                    self.cur = target_ptr;
                     self.held = true;
                 }
                 Kind::Callback => {

@@ -212,7 +212,7 @@ impl<'a> Walk<'a> {
                     // SAFETY: target locked and not cancelled.
                     unsafe { target.publish_cancel(reason) };
                     // SAFETY: `e` is TAKEN by us, so its `prev` word is ours.
-                    unsafe { (*e).set_popped_from(cur) };
+                    unsafe { (*e).set_popped_from(self.cur) };
                     if kind == Kind::Link {
                         target.entry.set_scratch(e);
                     }

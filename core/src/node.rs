@@ -372,17 +372,34 @@ impl Node {
     /// `child` is at its final address, not yet initialised, and exclusively owned by the
     /// caller (or its lock is held); `self` outlives `child` (invariant 1).
     pub(crate) unsafe fn adopt(&self, child_ptr: *const Node, counted: bool) -> bool {
+        // SAFETY: forwarded; `self` is the parent.
+        unsafe { Node::adopt_raw(self, child_ptr, counted) }
+    }
+
+    /// [`adopt`](Self::adopt) with the parent as a raw pointer too: the child stores it and
+    /// may free a heap parent through it later (when the parent's last reference was the
+    /// child's), so it must keep the parent allocation's own provenance.
+    ///
+    /// # Safety
+    /// As for `adopt`; `parent_ptr` points to a live node.
+    pub(crate) unsafe fn adopt_raw(
+        parent_ptr: *const Node,
+        child_ptr: *const Node,
+        counted: bool,
+    ) -> bool {
+        // SAFETY: the caller's contract: a live parent.
+        let this = unsafe { &*parent_ptr };
         // `child_ptr` keeps the provenance it came with (for a heap node, the allocation's
         // own), and the entry pointer pushed below is derived from it, so that a walker that
         // ends up freeing the node does so through a pointer allowed to (Miri, Tree Borrows).
         // SAFETY: the caller's contract: a live node.
         let child = unsafe { &*child_ptr };
-        let st = self.lock();
+        let st = this.lock();
         if st & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
-            let reason = unsafe { self.reason_unchecked() };
+            let reason = unsafe { this.reason_unchecked() };
             // A born-cancelled child does not need its parent (and takes no reference on it).
-            self.unlock();
+            this.unlock();
             // SAFETY: the child is exclusively ours and not cancelled yet.
             unsafe { child.publish_born_cancelled(reason) };
             return false;
@@ -393,19 +410,19 @@ impl Node {
         child
             .state
             .store(child.state.load(Relaxed) | flags, Relaxed);
-        // SAFETY: exclusive access to the child (caller); lock held on self.
+        // SAFETY: exclusive access to the child (caller); lock held on this.
         unsafe {
-            child.set_parent_ptr(self as *const Node as *const ());
-            self.list.push_front(Node::entry_ptr_raw(child_ptr));
+            child.set_parent_ptr(parent_ptr.cast());
+            this.list.push_front(Node::entry_ptr_raw(child_ptr));
         }
-        self.entry.set_aux(self.entry.aux() + 1);
+        this.entry.set_aux(this.entry.aux() + 1);
         #[cfg(feature = "alloc")]
         if counted {
             // The child's reference on us, taken in the same operation as the unlock.
-            self.unlock_ref();
+            this.unlock_ref();
             return true;
         }
-        self.unlock();
+        this.unlock();
         true
     }
 

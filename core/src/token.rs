@@ -302,7 +302,7 @@ fn child_of_heap(parent: NonNull<Node>) -> CancelSource {
     let ptr = new_heap();
     // SAFETY: the caller's handle keeps the parent alive; the child is fresh and exclusive;
     // if it links, it takes a reference on the parent (atomically with the parent's lock).
-    unsafe { parent.as_ref().adopt(ptr.as_ptr(), true) };
+    unsafe { Node::adopt_raw(parent.as_ptr(), ptr.as_ptr(), true) };
     CancelSource { ptr }
 }
 

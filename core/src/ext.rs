@@ -112,30 +112,95 @@ impl ExtHeader {
     }
 
     /// Make a heap extension node into a [`CancelSource`](crate::CancelSource), linked under
-    /// `parent` (or a root with `None`).
+    /// `parent`.
     ///
     /// # Safety
     /// `ptr` points to a fresh heap allocation (made by the extension) whose first field is
-    /// this header, not shared with anyone; the vtable's `free` can free it. If `parent` is
-    /// not a heap node (a `CancelSource`/`CancelToken`'s), it must be a `'static` node.
+    /// this header, not shared with anyone; the vtable's `free` can free it.
     #[cfg(feature = "alloc")]
     pub unsafe fn into_source(
         ptr: core::ptr::NonNull<ExtHeader>,
-        parent: Option<&NodeView>,
+        parent: Parent<'_>,
     ) -> crate::CancelSource {
+        let child = ptr.as_ptr().cast::<Node>().cast_const();
         // SAFETY: fresh and exclusive (caller).
-        let node = unsafe { &ptr.as_ref().node };
-        node.init_refs(crate::state::REF_ONE | EXT);
-        if let Some(p) = parent {
-            let p = p.node();
-            // A heap parent has a non-zero count (the caller's handle); anything else is
-            // 'static (caller).
-            let counted = p.is_heap();
-            // SAFETY: exclusive child; the parent outlives it (counted or 'static).
-            unsafe { p.adopt(ptr.as_ptr().cast::<Node>(), counted) };
+        unsafe { (*child).init_refs(crate::state::REF_ONE | EXT) };
+        match parent {
+            Parent::Root => {}
+            // SAFETY: exclusive child; the handle keeps the parent alive and the child takes
+            // a reference on it; the parent pointer keeps the allocation's provenance.
+            Parent::Heap(h) => unsafe {
+                Node::adopt_raw(h.ptr.as_ptr(), child, true);
+            },
+            // SAFETY: exclusive child; a 'static parent outlives it.
+            Parent::Static(v) => unsafe {
+                v.node().adopt(child, false);
+            },
         }
         // SAFETY: one reference, transferred to the source.
         unsafe { crate::CancelSource::from_raw(ptr.cast()) }
+    }
+}
+
+/// Where a new heap node hangs: nowhere, under a heap node (through one of its handles), or
+/// under a `'static` node. Used by extension crates (`cutoff_timer::with_timeout(&parent, ..)`).
+#[cfg(feature = "alloc")]
+#[derive(Clone, Copy, Debug)]
+pub enum Parent<'a> {
+    /// No parent: a root.
+    Root,
+    /// A heap node, through a [`CancelSource`](crate::CancelSource) or
+    /// [`CancelToken`](crate::CancelToken) that the caller holds.
+    Heap(HeapRef<'a>),
+    /// A `'static` node, such as a `static` root.
+    Static(&'static NodeView),
+}
+
+/// A borrowed handle to a heap node (see [`Parent::Heap`]).
+#[cfg(feature = "alloc")]
+#[derive(Clone, Copy, Debug)]
+pub struct HeapRef<'a> {
+    ptr: core::ptr::NonNull<Node>,
+    _handle: core::marker::PhantomData<&'a crate::CancelToken>,
+}
+
+#[cfg(feature = "alloc")]
+impl<'a> Parent<'a> {
+    /// The parent node, if any.
+    pub fn view(&self) -> Option<&'a NodeView> {
+        match *self {
+            Parent::Root => None,
+            // SAFETY: the borrowed handle keeps the node alive for 'a.
+            Parent::Heap(h) => Some(unsafe { &*h.ptr.as_ptr().cast_const() }),
+            Parent::Static(v) => Some(v),
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<'a> From<&'a crate::CancelToken> for Parent<'a> {
+    fn from(t: &'a crate::CancelToken) -> Self {
+        Parent::Heap(HeapRef {
+            ptr: t.raw(),
+            _handle: core::marker::PhantomData,
+        })
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<'a> From<&'a crate::CancelSource> for Parent<'a> {
+    fn from(s: &'a crate::CancelSource) -> Self {
+        Parent::Heap(HeapRef {
+            ptr: s.raw(),
+            _handle: core::marker::PhantomData,
+        })
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl From<&'static Node> for Parent<'static> {
+    fn from(n: &'static Node) -> Self {
+        Parent::Static(n)
     }
 }
 

@@ -85,6 +85,8 @@ pub use any_of::AnyOf;
 pub use callback::Callback;
 pub use child::ChildNode;
 pub use ext::{ExtHeader, ExtVtable};
+#[cfg(feature = "alloc")]
+pub use ext::{HeapRef, Parent};
 pub use foreign::{Feed, ForeignSource, Trigger, feed};
 pub use node::Node;
 pub use reason::{AlreadyCancelled, Cancelled, Reason};

@@ -536,13 +536,6 @@ impl Node {
 
     // ---- reference counting for heap nodes (alloc) ----
 
-    /// Whether this is a heap node (a handle holds a reference). Pinned and `static` nodes
-    /// always have a zero count.
-    #[cfg(feature = "alloc")]
-    pub(crate) fn is_heap(&self) -> bool {
-        self.state.load(Relaxed) & REF_MASK != 0
-    }
-
     /// Take a reference if this is a heap node that still has one (never resurrects a node
     /// whose count reached zero). Returns whether it took one.
     #[cfg(feature = "alloc")]

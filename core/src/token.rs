@@ -284,6 +284,11 @@ impl CancelSource {
         self.ptr == other.ptr
     }
 
+    /// The node's allocation pointer (with the allocation's provenance).
+    pub(crate) fn raw(&self) -> NonNull<Node> {
+        self.ptr
+    }
+
     /// Another owning handle to the same node (crate-internal: sources are not `Clone`, so
     /// that "who may cancel" stays visible in the types).
     pub(crate) fn clone_handle(&self) -> CancelSource {
@@ -375,6 +380,11 @@ impl CancelToken {
     /// Whether two tokens refer to the same node.
     pub fn same_node(&self, other: &CancelToken) -> bool {
         self.ptr == other.ptr
+    }
+
+    /// The node's allocation pointer (with the allocation's provenance).
+    pub(crate) fn raw(&self) -> NonNull<Node> {
+        self.ptr
     }
 }
 

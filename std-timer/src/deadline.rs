@@ -44,7 +44,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cutoff::{
-    CancelSource, CancelToken, ExtHeader, ExtVtable, Node, NodeView, OwnedCancellation, Reason,
+    CancelSource, CancelToken, ExtHeader, ExtVtable, Node, NodeView, OwnedCancellation, Parent,
+    Reason,
 };
 
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
@@ -193,45 +194,6 @@ impl DeadlineCore {
     }
 }
 
-/// Where a heap deadline node hangs.
-#[derive(Clone, Copy, Debug)]
-pub enum Parent<'a> {
-    /// No parent: the deadline node is a root.
-    Root,
-    /// A heap node (the handle keeps it alive for the child's sake).
-    Heap(&'a NodeView),
-    /// A `'static` node, such as a `static` root.
-    Static(&'static NodeView),
-}
-
-impl<'a> From<&'a CancelToken> for Parent<'a> {
-    fn from(t: &'a CancelToken) -> Self {
-        Parent::Heap(t)
-    }
-}
-
-impl<'a> From<&'a CancelSource> for Parent<'a> {
-    fn from(s: &'a CancelSource) -> Self {
-        Parent::Heap(s)
-    }
-}
-
-impl From<&'static Node> for Parent<'static> {
-    fn from(n: &'static Node) -> Self {
-        Parent::Static(n)
-    }
-}
-
-impl Parent<'_> {
-    fn view(&self) -> Option<&NodeView> {
-        match *self {
-            Parent::Root => None,
-            Parent::Heap(v) => Some(v),
-            Parent::Static(v) => Some(v),
-        }
-    }
-}
-
 /// The decision for a new deadline node, given its parent.
 enum Plan {
     /// An ancestor's deadline is not later: no timer entry, inherit it.
@@ -292,10 +254,8 @@ impl Timer {
             Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
         };
         let node = Box::new(DeadlineNode::new(d));
-        // SAFETY: a fresh heap allocation headed by its ExtHeader, freed by `vt_free`; the
-        // parent is a heap node (its handle is borrowed) or 'static (`Parent`).
-        let src =
-            unsafe { ExtHeader::into_source(NonNull::from(Box::leak(node)).cast(), parent.view()) };
+        // SAFETY: a fresh heap allocation headed by its ExtHeader, freed by `vt_free`.
+        let src = unsafe { ExtHeader::into_source(NonNull::from(Box::leak(node)).cast(), parent) };
         if src.is_cancelled() {
             return src;
         }

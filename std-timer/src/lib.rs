@@ -41,8 +41,10 @@ mod loom;
 mod timer;
 pub mod wheel;
 
+/// Where a heap deadline node hangs (re-exported from `cutoff`).
+pub use cutoff::Parent;
 pub use deadline::{
-    Deadline, DeadlineExt, Elapsed, Parent, Timeout, deadline, timeout, with_deadline, with_timeout,
+    Deadline, DeadlineExt, Elapsed, Timeout, deadline, timeout, with_deadline, with_timeout,
 };
 pub use timer::{Timer, global_origin};
 

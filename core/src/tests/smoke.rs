@@ -129,7 +129,7 @@ mod ext {
         });
         // SAFETY: fresh heap allocation headed by the header; parent is a heap node.
         let src =
-            unsafe { ExtHeader::into_source(NonNull::from(Box::leak(dl)).cast(), Some(&root)) };
+            unsafe { ExtHeader::into_source(NonNull::from(Box::leak(dl)).cast(), (&root).into()) };
         assert_eq!(src.deadline_raw(), Some(500));
         let child = src.child();
         {

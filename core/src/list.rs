@@ -58,7 +58,12 @@ pub(crate) struct Entry {
     next: UnsafeCell<*const Entry>,
     /// `IDLE`, `LINKED`, `TAKEN` or `RELEASED` (invariant 2).
     pub(crate) status: AtomicU8,
-    kind: u8,
+    /// Immutable after construction, but in a cell (as is every other byte of an entry, the
+    /// padding included): then a pointer derived from a shared reference to a node may be
+    /// used to free it (Tree Borrows only allows that through interior-mutable bytes), which
+    /// is what happens when the last handle of a heap node is a token made from a reference.
+    kind: UnsafeCell<u8>,
+    _pad: UnsafeCell<[u8; 2]>,
     /// A word for the owner's own use. For a node: its count of child entries (guarded by the
     /// node's own lock). For a link: its index and a last-link flag (immutable).
     pub(crate) aux: UnsafeCell<u32>,
@@ -76,7 +81,8 @@ crate::loom_const_fn! {
             prev: UnsafeCell::new(ptr::null()),
             next: UnsafeCell::new(ptr::null()),
             status: AtomicU8::new(IDLE),
-            kind: kind as u8,
+            kind: UnsafeCell::new(kind as u8),
+            _pad: UnsafeCell::new([0; 2]),
             aux: UnsafeCell::new(0),
             _pin: PhantomPinned,
         }
@@ -85,7 +91,8 @@ crate::loom_const_fn! {
 
 impl Entry {
     pub(crate) fn kind(&self) -> Kind {
-        match self.kind {
+        // SAFETY: never written after construction.
+        match self.kind.with(|p| unsafe { *p }) {
             0 => Kind::Child,
             1 => Kind::Link,
             2 => Kind::Callback,

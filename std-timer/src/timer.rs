@@ -216,9 +216,14 @@ impl Inner {
     /// Fire everything due at `now`; returns the earliest pending deadline afterwards and how
     /// many deadlines fired.
     fn turn(&self, now: u64) -> (u64, usize) {
+        self.turn_with(now, &mut Vec::with_capacity(BATCH))
+    }
+
+    /// [`turn`](Self::turn) with a caller-kept batch buffer (the driver thread reuses one, so
+    /// a turn allocates nothing).
+    fn turn_with(&self, now: u64, batch: &mut Vec<Fired>) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
-        let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
         // The registry lock is not held while firing: cancelling runs user callbacks, which
         // may create deadlines (and so register a shard) on this very thread.
         let mut i = 0;
@@ -297,12 +302,13 @@ impl Inner {
     }
 
     fn drive(self: Arc<Self>) {
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             if self.is_shut_down() {
                 return;
             }
             self.wake_at.store(0, SeqCst);
-            let (earliest, _) = self.turn(self.now());
+            let (earliest, _) = self.turn_with(self.now(), &mut batch);
             self.recycle_orphans();
             self.wake_at.store(earliest.max(1), SeqCst);
             fence(SeqCst);

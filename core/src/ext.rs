@@ -1,9 +1,10 @@
 //! Extension nodes: tree nodes that carry more than the tree itself needs, defined by other
 //! crates. `cutoff-timer` uses them for deadline nodes (a node plus its timer-wheel entry).
 //!
-//! An extension node is a `#[repr(C)]` struct whose first field is an [`ExtHeader`]: a
-//! [`Node`] followed by a `&'static` [`ExtVtable`]. The `EXT` state bit tells the tree that a
-//! node is such a header, so it can
+//! An extension node is a `#[repr(C)]` struct whose first field is an [`ExtHeader`], which is
+//! just a [`Node`]: the node's `EXT` state bit says it is one, and a spare byte of the node
+//! holds the extension's id, an index into a small process-wide table of registered
+//! [`ExtVtable`]s (so an extension node costs no extra word). Through it the tree can
 //!
 //! * ask it for its **deadline** ([`NodeView::deadline_raw`] walks up the tree to the nearest
 //!   extension node and takes the earliest deadline on the way), and
@@ -46,11 +47,46 @@ impl fmt::Debug for ExtVtable {
     }
 }
 
-/// The first field of an extension node: a tree node and the extension's vtable.
+/// The first field of an extension node: a tree node that knows its extension's vtable.
 #[repr(C)]
 pub struct ExtHeader {
     node: Node,
-    vtable: &'static ExtVtable,
+}
+
+/// Registered vtables; an extension's id is its index + 1.
+static TABLE: [crate::loom::StaticAtomicPtr<ExtVtable>; 15] =
+    [const { crate::loom::StaticAtomicPtr::new(core::ptr::null_mut()) }; 15];
+
+impl ExtVtable {
+    /// This vtable's id, registering it on first use.
+    ///
+    /// # Panics
+    /// If more than 15 different vtables are registered in one process.
+    fn id(&'static self) -> u8 {
+        use core::sync::atomic::Ordering::{AcqRel, Acquire};
+        let me = core::ptr::from_ref(self).cast_mut();
+        for (i, slot) in TABLE.iter().enumerate() {
+            let cur = slot.load(Acquire);
+            if cur == me {
+                return i as u8 + 1;
+            }
+            if cur.is_null() {
+                match slot.compare_exchange(core::ptr::null_mut(), me, AcqRel, Acquire) {
+                    Ok(_) => return i as u8 + 1,
+                    Err(other) if other == me => return i as u8 + 1,
+                    Err(_) => {}
+                }
+            }
+        }
+        panic!("cutoff: too many extension vtables (at most 15)");
+    }
+
+    /// The vtable with id `id`.
+    fn by_id(id: u8) -> &'static ExtVtable {
+        let p = TABLE[usize::from(id) - 1].load(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: ids are only handed out for registered `&'static` vtables, never removed.
+        unsafe { &*p }
+    }
 }
 
 impl fmt::Debug for ExtHeader {
@@ -62,11 +98,16 @@ impl fmt::Debug for ExtHeader {
 }
 
 impl ExtHeader {
-    crate::loom_const_fn! {
-        /// A fresh header (an unlinked root node) with `vtable`.
-        pub fn new(vtable: &'static ExtVtable) -> ExtHeader {
-            ExtHeader { node: Node::new(), vtable }
-        }
+    /// A fresh header (an unlinked root node) for the extension described by `vtable`.
+    pub fn new(vtable: &'static ExtVtable) -> ExtHeader {
+        let header = ExtHeader { node: Node::new() };
+        // SAFETY: the node is not shared yet.
+        unsafe { header.node.entry.set_ext_id(vtable.id()) };
+        header
+    }
+
+    fn vtable(&self) -> &'static ExtVtable {
+        ExtVtable::by_id(self.node.entry.ext_id())
     }
 
     /// The tree node.
@@ -224,7 +265,7 @@ impl Node {
     pub(crate) unsafe fn free_ext(ptr: *const Node) {
         let h = ptr.cast::<ExtHeader>().cast_mut();
         // SAFETY: the caller's contract; the vtable is immutable.
-        unsafe { ((*h).vtable.free)(h) }
+        unsafe { ((*h).vtable().free)(h) }
     }
 }
 
@@ -246,7 +287,7 @@ fn path_deadline(mut node: &Node) -> u64 {
     loop {
         if let Some(h) = node.ext_header() {
             // SAFETY: a live header with its own vtable.
-            return unsafe { (h.vtable.deadline)(h) };
+            return unsafe { (h.vtable().deadline)(h) };
         }
         let st = node.state_relaxed();
         if st & INIT == 0 {

@@ -63,7 +63,10 @@ pub(crate) struct Entry {
     /// used to free it (Tree Borrows only allows that through interior-mutable bytes), which
     /// is what happens when the last handle of a heap node is a token made from a reference.
     kind: UnsafeCell<u8>,
-    _pad: UnsafeCell<[u8; 2]>,
+    /// For a node's own entry: the extension id of an extension node (ext.rs), else 0.
+    /// Written once before the node is shared.
+    ext: UnsafeCell<u8>,
+    _pad: UnsafeCell<u8>,
     /// A word for the owner's own use. For a node: its count of child entries (guarded by the
     /// node's own lock). For a link: its index and a last-link flag (immutable).
     pub(crate) aux: UnsafeCell<u32>,
@@ -82,7 +85,8 @@ crate::loom_const_fn! {
             next: UnsafeCell::new(ptr::null()),
             status: AtomicU8::new(IDLE),
             kind: UnsafeCell::new(kind as u8),
-            _pad: UnsafeCell::new([0; 2]),
+            ext: UnsafeCell::new(0),
+            _pad: UnsafeCell::new(0),
             aux: UnsafeCell::new(0),
             _pin: PhantomPinned,
         }
@@ -99,6 +103,18 @@ impl Entry {
             3 => Kind::Waiter,
             _ => Kind::Join,
         }
+    }
+
+    pub(crate) fn ext_id(&self) -> u8 {
+        // SAFETY: written once before the node is shared (field docs).
+        self.ext.with(|p| unsafe { *p })
+    }
+
+    /// # Safety
+    /// The node is not shared yet.
+    pub(crate) unsafe fn set_ext_id(&self, id: u8) {
+        // SAFETY: the caller's contract.
+        self.ext.with_mut(|p| unsafe { *p = id })
     }
 
     pub(crate) fn aux(&self) -> u32 {

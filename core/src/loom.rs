@@ -77,6 +77,14 @@ mod inner {
 
 pub(crate) use inner::*;
 
+/// An `AtomicPtr` usable in a `static` (never modelled by loom: it only holds a registry of
+/// `'static` vtables).
+#[cfg(not(feature = "portable-atomic"))]
+pub(crate) type StaticAtomicPtr<T> = core::sync::atomic::AtomicPtr<T>;
+/// An `AtomicPtr` usable in a `static` (never modelled by loom).
+#[cfg(feature = "portable-atomic")]
+pub(crate) type StaticAtomicPtr<T> = portable_atomic::AtomicPtr<T>;
+
 /// Re-read an atomic in a spin loop.
 #[inline(always)]
 pub(crate) fn spin_read(a: &atomic::AtomicUsize, order: atomic::Ordering) -> usize {

@@ -301,22 +301,29 @@ impl Inner {
         }
     }
 
+    /// One driver step up to the park: fire what is due, publish when the driver will wake,
+    /// and re-check the shards. `None`: look again at once; `Some(t)`: park until `t`
+    /// (`u64::MAX`: until unparked; `t <= now`: not at all).
+    fn plan_sleep(&self, batch: &mut Vec<Fired>) -> Option<u64> {
+        self.wake_at.store(0, SeqCst);
+        let (earliest, _) = self.turn_with(self.now(), batch);
+        self.recycle_orphans();
+        self.wake_at.store(earliest.max(1), SeqCst);
+        fence(SeqCst);
+        // An insert that lowered a shard's `next` before it could see `wake_at` is caught
+        // here (see the module docs).
+        if self.min_next() < earliest || self.is_shut_down() {
+            return None;
+        }
+        Some(earliest)
+    }
+
     fn drive(self: Arc<Self>) {
         let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            if self.is_shut_down() {
-                return;
-            }
-            self.wake_at.store(0, SeqCst);
-            let (earliest, _) = self.turn_with(self.now(), &mut batch);
-            self.recycle_orphans();
-            self.wake_at.store(earliest.max(1), SeqCst);
-            fence(SeqCst);
-            // An insert that lowered a shard's `next` before it could see `wake_at` is caught
-            // here (see the module docs).
-            if self.min_next() < earliest || self.is_shut_down() {
+        while !self.is_shut_down() {
+            let Some(earliest) = self.plan_sleep(&mut batch) else {
                 continue;
-            }
+            };
             let now = self.now();
             if earliest == u64::MAX {
                 thread::park();
@@ -490,19 +497,10 @@ impl Drop for Timer {
 // test hooks for loom models
 #[cfg(test)]
 impl Inner {
-    /// One "plan to sleep" step of [`drive`](Self::drive) without parking: its loop body up
-    /// to the park, calling the real `turn` and `min_next` (keep in sync with `drive`).
-    /// `None`: the driver would look again at once; `Some(t)`: it would park until `t`
-    /// (`u64::MAX`: until unparked; `t <= now`: not at all).
+    /// One "plan to sleep" step of [`drive`](Self::drive) without parking (the very code the
+    /// driver runs).
     pub(crate) fn test_plan_sleep(&self) -> Option<u64> {
-        self.wake_at.store(0, SeqCst);
-        let (earliest, _) = self.turn(self.now());
-        self.wake_at.store(earliest.max(1), SeqCst);
-        fence(SeqCst);
-        if self.min_next() < earliest || self.is_shut_down() {
-            return None;
-        }
-        Some(earliest)
+        self.plan_sleep(&mut Vec::new())
     }
 
     /// [`inserted`](Self::inserted) of `deadline` into the calling thread's shard, returning

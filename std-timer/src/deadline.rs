@@ -1,8 +1,10 @@
 //! Deadline nodes: ordinary `cutoff` nodes that cancel themselves when their deadline passes.
 //!
 //! A deadline node is an extension node of the tree ([`cutoff::ExtHeader`]) followed by a
-//! [`DeadlineCore`]: its timer-wheel entry and one atomic word that records which shard the
-//! entry is in and what state it is in. Everything that works on a node (children, callbacks,
+//! [`DeadlineCore`]: its timer-wheel entry, whose owner's tag ([`Entry::tag`], a 32-bit
+//! atomic in what would otherwise be the entry's padding) records which shard the entry is in
+//! (as an index into the shard table) and what state it is in. A heap deadline is therefore a
+//! 64-byte node plus a 32-byte entry: 96 bytes, one allocation. Everything that works on a node (children, callbacks,
 //! waiters, reasons) works on a deadline node.
 //!
 //! * If an ancestor's deadline is already earlier (or equal), the node gets **no timer
@@ -12,7 +14,7 @@
 //!   [`Reason::DeadlineExceeded`].
 //! * Otherwise the entry goes into the calling thread's shard of the timer.
 //!
-//! # Entry states (`DeadlineCore::word`)
+//! # Entry states (`DeadlineCore::tag`: shard index << 2 | state)
 //!
 //! ```text
 //!   IDLE ──register (shard lock)──▶ PENDING ──driver pops it (shard lock)──▶ FIRING
@@ -22,7 +24,7 @@
 //!
 //! # Invariants
 //!
-//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the word. The
+//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the tag. The
 //!    transitions out of `PENDING` happen under that shard's lock, so an owner that sees
 //!    `PENDING` under the lock may remove the entry.
 //! 2. While `PENDING` or `FIRING`, the node stays alive: its owner's drop removes a `PENDING`
@@ -50,25 +52,25 @@ use cutoff::{
 
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
 use crate::loom::Ordering::*;
-use crate::loom::{AtomicUsize, relax};
+use crate::loom::{AtomicU32, relax};
 use crate::timer::{Inner, Shard, Timer, global_origin};
 use crate::wheel::Entry;
 
-const IDLE: usize = 0;
-const PENDING: usize = 1;
-const FIRING: usize = 2;
-const STATE: usize = 0b11;
+const IDLE: u32 = 0;
+const PENDING: u32 = 1;
+const FIRING: u32 = 2;
+const STATE: u32 = 0b11;
+const INDEX_SHIFT: u32 = 2;
 
 /// A deadline node's timer part.
 #[repr(C)]
 pub(crate) struct DeadlineCore {
     /// The wheel entry; its deadline is the node's effective deadline (global nanoseconds).
+    /// Its tag holds shard index << 2 | state.
     entry: Entry,
-    /// Shard pointer | state.
-    word: AtomicUsize,
 }
 
-// SAFETY: `entry` is only touched under its shard's lock (or before it is shared); `word` is
+// SAFETY: `entry` is only touched under its shard's lock (or before it is shared); its tag is
 // atomic.
 unsafe impl Sync for DeadlineCore {}
 
@@ -109,7 +111,6 @@ impl DeadlineNode {
             header: ExtHeader::new(&VTABLE),
             core: DeadlineCore {
                 entry: Entry::new(deadline),
-                word: AtomicUsize::new(IDLE),
             },
         }
     }
@@ -140,8 +141,8 @@ impl DeadlineCore {
         if unsafe { wheel.insert(NonNull::from(&self.entry)) }.is_err() {
             return Err(());
         }
-        self.word
-            .store(core::ptr::from_ref(shard) as usize | PENDING, Release);
+        self.tag()
+            .store(shard.index() << INDEX_SHIFT | PENDING, Release);
         let lowered = shard.lower_next(self.entry.deadline());
         drop(wheel);
         if lowered {
@@ -155,7 +156,7 @@ impl DeadlineCore {
     /// # Safety
     /// The entry was `PENDING` in the locked shard.
     pub(crate) unsafe fn begin_fire(&self) -> Option<CancelToken> {
-        self.word.store(FIRING, Relaxed);
+        self.tag().store(FIRING, Relaxed);
         self.node().to_token()
     }
 
@@ -164,24 +165,29 @@ impl DeadlineCore {
     /// # Safety
     /// `begin_fire` was called; after this the driver does not touch the node again.
     pub(crate) unsafe fn end_fire(&self) {
-        self.word.store(IDLE, Release);
+        self.tag().store(IDLE, Release);
+    }
+
+    /// Shard index << 2 | state.
+    fn tag(&self) -> &AtomicU32 {
+        self.entry.tag()
     }
 
     /// Take the entry out of its wheel, or wait for a firing in progress (owner's drop).
     fn unregister(&self) {
         let mut spins = 0u32;
         loop {
-            let w = self.word.load(Acquire);
+            let w = self.tag().load(Acquire);
             match w & STATE {
                 IDLE => return,
                 PENDING => {
-                    let shard = (w & !STATE) as *const Shard;
-                    // SAFETY: invariant 3: shards are never freed (timer.rs, `Shard`).
-                    let mut wheel = unsafe { &*shard }.lock();
-                    if self.word.load(Relaxed) == w {
+                    // Invariant 3: shards are never freed (timer.rs, `Shard`), so the index
+                    // names a live shard even if the entry has moved on since.
+                    let mut wheel = Shard::at(w >> INDEX_SHIFT).lock();
+                    if self.tag().load(Relaxed) == w {
                         // SAFETY: invariant 1: PENDING under the lock means linked here.
                         unsafe { wheel.remove(NonNull::from(&self.entry)) };
-                        self.word.store(IDLE, Relaxed);
+                        self.tag().store(IDLE, Relaxed);
                         return;
                     }
                 }
@@ -515,3 +521,8 @@ impl<F> fmt::Debug for Timeout<F> {
             .finish_non_exhaustive()
     }
 }
+
+// A heap deadline is one 64-byte node plus a 32-byte wheel entry whose padding holds the
+// shard index and state: 96 bytes (the issue's budget; Go's `WithTimeout` is ~290).
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<DeadlineNode>() == 96);

@@ -6,8 +6,17 @@
 
 #[cfg(loom)]
 mod inner {
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+    };
     pub(crate) use loom::sync::{Mutex, MutexGuard};
+    /// The shard lock (under loom: loom's mutex, so the model sees it).
+    pub(crate) type SpinLock<T> = loom::sync::Mutex<T>;
+    pub(crate) type SpinGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    pub(crate) fn lock_spin<T>(m: &SpinLock<T>) -> SpinGuard<'_, T> {
+        m.lock().unwrap()
+    }
 
     /// Back off in a spin loop (under loom: let the other threads run).
     pub(crate) fn relax(_spins: &mut u32) {
@@ -17,8 +26,26 @@ mod inner {
 
 #[cfg(not(loom))]
 mod inner {
-    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use core::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+    };
     pub(crate) use std::sync::{Mutex, MutexGuard};
+    /// The shard lock: a test-and-set lock whose release is a plain store (`std`'s mutex
+    /// releases with a read-modify-write to look for sleepers; on this path that second
+    /// atomic operation is a measurable share of a deadline's cost).
+    pub(crate) type SpinLock<T> = spin::mutex::SpinMutex<T>;
+    pub(crate) type SpinGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
+
+    /// Take a [`SpinLock`]: spin briefly, then yield to the OS (the holder may be preempted).
+    pub(crate) fn lock_spin<T>(m: &SpinLock<T>) -> SpinGuard<'_, T> {
+        let mut spins = 0u32;
+        loop {
+            if let Some(g) = m.try_lock_weak() {
+                return g;
+            }
+            relax(&mut spins);
+        }
+    }
 
     /// Back off in a spin loop: a CPU hint at first, then yield to the OS.
     pub(crate) fn relax(spins: &mut u32) {

@@ -43,7 +43,9 @@ use core::time::Duration;
 use std::sync::{Arc, OnceLock};
 
 use crate::loom::Ordering::*;
-use crate::loom::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, fence, lock};
+use crate::loom::{
+    AtomicBool, AtomicU64, AtomicUsize, Mutex, SpinGuard, SpinLock, fence, lock, lock_spin,
+};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
@@ -71,36 +73,142 @@ pub fn global_origin() -> Instant {
 /// sees its entry's state has changed, and moves on. The number of shards is bounded by the
 /// largest number of (thread, timer) pairs alive at once.
 pub(crate) struct Shard {
-    wheel: Mutex<Wheel>,
+    wheel: SpinLock<Wheel>,
     /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
     next: AtomicU64,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
     /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
     /// for a timer the shard no longer belongs to is ignored.)
     orphan: AtomicUsize,
+    /// This shard's index in the shard table (`1..`), what a deadline's tag records.
+    index: u32,
 }
 
 /// Shards no timer uses, ready for reuse (never freed; see [`Shard`]).
 #[cfg(not(loom))]
 static POOL: std::sync::Mutex<Vec<&'static Shard>> = std::sync::Mutex::new(Vec::new());
 
+/// Every shard ever made, by index, so that a deadline can name its shard in the 30 spare
+/// bits of its entry's tag instead of a pointer-sized word of its own (8 bytes per
+/// deadline). Shards are never freed, so an index stays valid forever.
+///
+/// Two levels of [`CHUNK`]-sized arrays: the first level is a fixed static array of chunk
+/// pointers, a chunk is allocated when the first shard with an index in it is made. Entries
+/// are written once (under the pool lock, by `Shard::get`) before the index is ever handed
+/// out, and the index reaches other threads only through an entry's tag (Release/Acquire),
+/// so a reader always finds the pointer.
+#[cfg(not(loom))]
+mod table {
+    use super::Shard;
+    use crate::loom::AtomicPtr;
+    use crate::loom::Ordering::*;
+
+    pub(super) const CHUNK: usize = 1024;
+    type Chunk = [AtomicPtr<Shard>; CHUNK];
+    static CHUNKS: [AtomicPtr<Chunk>; 4096] =
+        [const { AtomicPtr::new(core::ptr::null_mut()) }; 4096];
+
+    /// The largest index plus one.
+    pub(super) const LIMIT: usize = CHUNK * 4096;
+
+    /// Record `shard` at `index` (`index < LIMIT`; each index once; callers serialize).
+    pub(super) fn put(index: u32, shard: &'static Shard) {
+        let (c, i) = (index as usize / CHUNK, index as usize % CHUNK);
+        let mut chunk = CHUNKS[c].load(Acquire);
+        if chunk.is_null() {
+            chunk = Box::into_raw(Box::new(
+                [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNK],
+            ));
+            CHUNKS[c].store(chunk, Release);
+        }
+        // SAFETY: chunks are never freed.
+        let chunk: &Chunk = unsafe { &*chunk };
+        chunk[i].store(core::ptr::from_ref(shard).cast_mut(), Release);
+    }
+
+    /// The shard recorded at `index`.
+    pub(super) fn get(index: u32) -> &'static Shard {
+        let (c, i) = (index as usize / CHUNK, index as usize % CHUNK);
+        let chunk = CHUNKS[c].load(Acquire);
+        // SAFETY: `index` came from a shard's `index` field, so `put` recorded it (and its
+        // chunk) before anyone could read it (module docs); chunks and shards are never freed.
+        unsafe { &*(*chunk)[i].load(Acquire) }
+    }
+}
+
+/// Under loom each model execution makes its own shards; a std (unmodelled) table is enough
+/// for a lookup of data published through the modelled tag.
+#[cfg(loom)]
+mod table {
+    use super::Shard;
+
+    static SHARDS: std::sync::Mutex<Vec<&'static Shard>> = std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn get(index: u32) -> &'static Shard {
+        SHARDS.lock().unwrap()[index as usize - 1]
+    }
+
+    pub(super) fn push(make: impl FnOnce(u32) -> &'static Shard) -> &'static Shard {
+        let mut v = SHARDS.lock().unwrap();
+        let s = make(u32::try_from(v.len() + 1).unwrap());
+        v.push(s);
+        s
+    }
+}
+
+/// The next shard index to hand out (index 0 means "no shard").
+#[cfg(not(loom))]
+static NEXT_INDEX: AtomicU32Std = AtomicU32Std::new(1);
+#[cfg(not(loom))]
+use core::sync::atomic::AtomicU32 as AtomicU32Std;
+
 impl Shard {
     /// A shard for a timer whose time is `now`: from the pool, or newly leaked.
     fn get(now: u64) -> &'static Shard {
+        let make = |index| -> &'static Shard {
+            Box::leak(Box::new(Shard {
+                wheel: SpinLock::new(Wheel::with_now(now)),
+                next: AtomicU64::new(u64::MAX),
+                orphan: AtomicUsize::new(0),
+                index,
+            }))
+        };
         #[cfg(not(loom))]
-        if let Some(s) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            *s.lock() = Wheel::with_now(now);
-            s.next.store(u64::MAX, SeqCst);
-            s.orphan.store(0, Relaxed);
-            return s;
+        {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = pool.pop() {
+                drop(pool);
+                *s.lock() = Wheel::with_now(now);
+                s.next.store(u64::MAX, SeqCst);
+                s.orphan.store(0, Relaxed);
+                return s;
+            }
+            // Still under the pool lock: indices are handed out and recorded in order.
+            let index = NEXT_INDEX.load(Relaxed);
+            assert!(
+                (index as usize) < table::LIMIT,
+                "cutoff-timer: more than {} timer shards alive at once",
+                table::LIMIT - 1
+            );
+            NEXT_INDEX.store(index + 1, Relaxed);
+            let s = make(index);
+            table::put(index, s);
+            s
         }
         // Under loom every model iteration makes its own (leaked) shards: loom objects must
         // not outlive the execution that made them.
-        Box::leak(Box::new(Shard {
-            wheel: Mutex::new(Wheel::with_now(now)),
-            next: AtomicU64::new(u64::MAX),
-            orphan: AtomicUsize::new(0),
-        }))
+        #[cfg(loom)]
+        table::push(make)
+    }
+
+    /// The shard with this index (see [`table`]).
+    pub(crate) fn at(index: u32) -> &'static Shard {
+        table::get(index)
+    }
+
+    /// This shard's index.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
     }
 
     /// Lower the `next` hint to `deadline` if it is earlier; returns whether it was. Called
@@ -123,10 +231,11 @@ impl Shard {
         POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
     }
 
-    /// Lock the wheel (a panic while holding it cannot leave it inconsistent: the wheel's
-    /// methods do not unwind midway, so poisoning is ignored).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Wheel> {
-        lock(&self.wheel)
+    /// Lock the wheel. Every hold is short and bounded (one insert or removal, or one batch
+    /// of at most [`BATCH`] entries), so waiters spin, then yield. (A panic while holding it
+    /// cannot leave the wheel inconsistent: its methods do not unwind midway.)
+    pub(crate) fn lock(&self) -> SpinGuard<'_, Wheel> {
+        lock_spin(&self.wheel)
     }
 }
 

@@ -126,6 +126,8 @@ use core::fmt;
 use core::marker::PhantomPinned;
 use core::ptr::NonNull;
 
+use crate::loom::AtomicU32;
+
 #[cfg(test)]
 mod tests;
 
@@ -198,6 +200,10 @@ pub struct Entry {
     level: Cell<u8>,
     /// The slot within the level, or which overflow list (0 or 1).
     slot: Cell<u8>,
+    /// A word for the entry's owner; the wheel never reads or writes it. It sits in what
+    /// would otherwise be padding, so an owner that needs a little shared state of its own
+    /// (cutoff-timer keeps a deadline's shard and state here) pays no extra bytes.
+    tag: AtomicU32,
     _pin: PhantomPinned,
 }
 
@@ -209,6 +215,7 @@ unsafe impl Send for Entry {}
 
 impl Entry {
     /// An unlinked entry with the given deadline (nanoseconds on the wheel's time line).
+    #[cfg(not(loom))]
     pub const fn new(deadline: u64) -> Self {
         Self {
             prev: Cell::new(None),
@@ -216,8 +223,30 @@ impl Entry {
             deadline: Cell::new(deadline),
             level: Cell::new(UNLINKED),
             slot: Cell::new(0),
+            tag: AtomicU32::new(0),
             _pin: PhantomPinned,
         }
+    }
+
+    /// An unlinked entry with the given deadline (under loom atomics are not `const`).
+    #[cfg(loom)]
+    pub fn new(deadline: u64) -> Self {
+        Self {
+            prev: Cell::new(None),
+            next: Cell::new(None),
+            deadline: Cell::new(deadline),
+            level: Cell::new(UNLINKED),
+            slot: Cell::new(0),
+            tag: AtomicU32::new(0),
+            _pin: PhantomPinned,
+        }
+    }
+
+    /// The owner's word (initially 0); see the field's documentation. The wheel never
+    /// touches it, so it may be used from any thread whatever the wheel is doing.
+    #[inline]
+    pub fn tag(&self) -> &AtomicU32 {
+        &self.tag
     }
 
     /// The deadline, in nanoseconds.
@@ -255,6 +284,7 @@ impl fmt::Debug for Entry {
             deadline,
             level,
             slot,
+            tag: _,
             _pin,
         } = self;
         let mut d = f.debug_struct("Entry");

@@ -1,0 +1,3 @@
+module cutoffbench
+
+go 1.27

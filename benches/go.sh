@@ -35,7 +35,7 @@
 #       "-2" is the GOMAXPROCS suffix (always -2: go.sh passes -cpu 2). A full run has each
 #       name 5 times (-count 5): take the median; a quick run has it once.
 #       Names: ResultFirst{Context,TimeAfter,TimerStop}, TimeoutFirst{Context,TimeAfter,
-#       TimerStop}, WithCancelFromCancelable, WithTimeoutFrom{Background,Cancelable}, ErrLive,
+#       TimerStop}, WithCancelFromCancelable, WithTimeoutFrom{Background,Cancelable}, AfterFuncStop, ErrLive,
 #       Parallel{WithCancel,WithTimeout}Shared, FanOutCancel100000, DeepChainCancel10000;
 #       what each one times is listed at the top of benches/go/bench_test.go.
 #   MEM <Name> n=<count> bytes_per=<float> allocs_per=<float> create_ns_per=<float>
@@ -137,7 +137,7 @@ if [ "$quick" = 1 ]; then
 else
     mode=full; benchtime=1s; count=5; treetime=20x
 fi
-micro='^Benchmark(ResultFirst|TimeoutFirst|WithCancel|WithTimeout|ErrLive|Parallel)'
+micro='^Benchmark(ResultFirst|TimeoutFirst|WithCancel|WithTimeout|AfterFunc|ErrLive|Parallel)'
 tree='^Benchmark(FanOutCancel|DeepChainCancel)'
 
 mkdir -p "$(dirname "$out")"

@@ -26,6 +26,7 @@
 //	BenchmarkWithCancelFromCancelable   WithCancel(p) + cancel(), p = WithCancel(Background)
 //	BenchmarkWithTimeoutFromBackground  WithTimeout(Background, 200ms) + cancel()
 //	BenchmarkWithTimeoutFromCancelable  WithTimeout(p, 200ms) + cancel(), p cancellable
+//	BenchmarkAfterFuncStop              time.AfterFunc(200ms, f) + Stop(): the timer part of WithTimeout alone
 //	BenchmarkErrLive                    ctx.Err() on a live WithCancel child of a cancellable parent
 //	BenchmarkParallelWithCancelShared   RunParallel (2 goroutines at -cpu 2): WithCancel(p) + cancel(), one shared p
 //	BenchmarkParallelWithTimeoutShared  RunParallel: WithTimeout(p, 200ms) + cancel(), one shared p
@@ -187,6 +188,17 @@ func BenchmarkWithTimeoutFromCancelable(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		_, cancel := context.WithTimeout(parent, primitiveTimeout)
 		cancel()
+	}
+}
+
+// BenchmarkAfterFuncStop is the runtime-timer part of WithTimeout on its own:
+// time.AfterFunc(200ms, f) + Stop() (what a timerCtx arms and disarms).
+func BenchmarkAfterFuncStop(b *testing.B) {
+	f := func() {}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		t := time.AfterFunc(primitiveTimeout, f)
+		t.Stop()
 	}
 }
 

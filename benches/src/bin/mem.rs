@@ -181,11 +181,13 @@ fn main() {
 
     // ---- deadlines (cutoff-timer) and tokio sleeps -----------------------------------------
     // Warm up this thread's shard of the global timer (a one-off per thread and timer, not
-    // per deadline) and start its driver before counting.
+    // per deadline), start its driver and let it fire once (its batch buffer is allocated on
+    // first use and reused), all before counting: the counter sees every thread.
     drop(cutoff_timer::with_timeout(
         &CancelSource::new(),
         Duration::from_secs(3600),
     ));
+    cutoff_timer::with_timeout(&CancelSource::new(), Duration::from_millis(1)).wait();
 
     rows.push(measure(
         "timer_heap",

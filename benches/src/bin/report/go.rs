@@ -293,7 +293,7 @@ pub(crate) fn seed_table(d: &Data, md: bool) -> (String, Vec<Row>) {
         (
             "seed_timeout_first",
             "TimeoutFirst",
-            "timeout first (1 ms deadline, 2 ms work)",
+            "timeout first (1 ms deadline, 5 ms work)",
         ),
     ];
     let imps = [
@@ -311,6 +311,16 @@ pub(crate) fn seed_table(d: &Data, md: bool) -> (String, Vec<Row>) {
             "tokio_sleep",
             "TimerStop",
             "plain timer: tokio `sleep` / Go `NewTimer`+`Stop`",
+        ),
+        (
+            "cutoff_timeout",
+            "-",
+            "`cutoff_timer::timeout` (no Go twin)",
+        ),
+        (
+            "tokio_util_child_sleep",
+            "-",
+            "tokio-util child token + `sleep` (no Go twin)",
         ),
     ];
     if md {

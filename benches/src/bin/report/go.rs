@@ -104,30 +104,6 @@ pub(crate) fn parse(text: &str) -> GoData {
     d
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_benchmarks_medians_and_memory() {
-        let text = "GOVERSION go1.27.3 linux/amd64\nMODE full\ngoos: linux\n\
-            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 277.2 ns/op\t 96 B/op\t 2 allocs/op\n\
-            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 300.0 ns/op\t 96 B/op\t 2 allocs/op\n\
-            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 250.0 ns/op\t 96 B/op\t 2 allocs/op\n\
-            BenchmarkFanOutCancel100000-2 \t 20\t 12573736 ns/op\t 125.7 ns/child\t 0 B/op\t 0 allocs/op\n\
-            MEM WithCancelFromCancelable n=1000000 bytes_per=151.8 allocs_per=2.01 create_ns_per=589.5\n\
-            PASS\nok  \tcutoffbench\t12.3s\n";
-        let d = parse(text);
-        assert_eq!(d.version, "go1.27.3 linux/amd64");
-        assert_eq!(d.mode, "full");
-        assert_eq!(d.get("WithCancelFromCancelable", "ns/op"), Some(277.2));
-        assert_eq!(d.get("FanOutCancel100000", "ns/child"), Some(125.7));
-        assert_eq!(d.get("FanOutCancel100000", "allocs/op"), Some(0.0));
-        assert_eq!(d.mem["WithCancelFromCancelable"].bytes_per, 151.8);
-        assert_eq!(d.get("Missing", "ns/op"), None);
-    }
-}
-
 use crate::{Data, Goal, Row, div, mops, ns, ratio, time_row};
 use cutoff_benches::{CHAIN, FANOUT};
 
@@ -449,4 +425,28 @@ pub(crate) fn seed_answers(d: &Data) -> String {
         ratio(div(cp, wt), "x"),
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_benchmarks_medians_and_memory() {
+        let text = "GOVERSION go1.27.3 linux/amd64\nMODE full\ngoos: linux\n\
+            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 277.2 ns/op\t 96 B/op\t 2 allocs/op\n\
+            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 300.0 ns/op\t 96 B/op\t 2 allocs/op\n\
+            BenchmarkWithCancelFromCancelable-2 \t 3946063\t 250.0 ns/op\t 96 B/op\t 2 allocs/op\n\
+            BenchmarkFanOutCancel100000-2 \t 20\t 12573736 ns/op\t 125.7 ns/child\t 0 B/op\t 0 allocs/op\n\
+            MEM WithCancelFromCancelable n=1000000 bytes_per=151.8 allocs_per=2.01 create_ns_per=589.5\n\
+            PASS\nok  \tcutoffbench\t12.3s\n";
+        let d = parse(text);
+        assert_eq!(d.version, "go1.27.3 linux/amd64");
+        assert_eq!(d.mode, "full");
+        assert_eq!(d.get("WithCancelFromCancelable", "ns/op"), Some(277.2));
+        assert_eq!(d.get("FanOutCancel100000", "ns/child"), Some(125.7));
+        assert_eq!(d.get("FanOutCancel100000", "allocs/op"), Some(0.0));
+        assert_eq!(d.mem["WithCancelFromCancelable"].bytes_per, 151.8);
+        assert_eq!(d.get("Missing", "ns/op"), None);
+    }
 }

@@ -322,15 +322,23 @@ impl Inner {
         self.shutdown.load(Acquire)
     }
 
-    /// Fire everything due at `now`; returns the earliest pending deadline afterwards and how
-    /// many deadlines fired.
-    fn turn(&self, now: u64) -> (u64, usize) {
-        self.turn_with(now, &mut Vec::with_capacity(BATCH))
+    /// Fire everything due at `now`; returns the earliest pending deadline afterwards, how
+    /// many deadlines fired, and the first panic a cancellation raised (see [`Fired::fire`]).
+    fn turn(&self, now: u64) -> (u64, usize, Option<Panic>) {
+        let mut panic = None;
+        let (e, n) = self.turn_with(now, &mut Vec::with_capacity(BATCH), &mut panic);
+        (e, n, panic)
     }
 
     /// [`turn`](Self::turn) with a caller-kept batch buffer (the driver thread reuses one, so
-    /// a turn allocates nothing).
-    fn turn_with(&self, now: u64, batch: &mut Vec<Fired>) -> (u64, usize) {
+    /// a turn allocates nothing). A panic raised while cancelling a fired node is kept in
+    /// `panic` (the first one) and the turn goes on: every due node is still cancelled.
+    fn turn_with(
+        &self,
+        now: u64,
+        batch: &mut Vec<Fired>,
+        panic: &mut Option<Panic>,
+    ) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
         // The registry lock is not held while firing: cancelling runs user callbacks, which
@@ -350,7 +358,7 @@ impl Inner {
                 drop(wheel);
                 fired += batch.len();
                 for f in batch.drain(..) {
-                    f.fire(Reason::DeadlineExceeded);
+                    keep_first(panic, f.fire(Reason::DeadlineExceeded));
                 }
                 if more == Advance::Done {
                     earliest = earliest.min(next);
@@ -389,7 +397,9 @@ impl Inner {
             .unwrap_or(u64::MAX)
     }
 
-    /// Cancel every pending deadline with `reason` and leave the shards empty.
+    /// Cancel every pending deadline with `reason` and leave the shards empty. Panics raised
+    /// by the cancellations are discarded (this runs in `Timer`'s drop; the panic hook has
+    /// already reported them).
     fn drain_all(&self, reason: Reason) {
         let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
         let mut i = 0;
@@ -401,7 +411,7 @@ impl Inner {
                 shard.next.store(u64::MAX, SeqCst);
                 drop(wheel);
                 for f in batch.drain(..) {
-                    f.fire(reason.clone());
+                    drop(f.fire(reason.clone()));
                 }
                 if more == Advance::Done {
                     break;
@@ -415,7 +425,10 @@ impl Inner {
     /// (`u64::MAX`: until unparked; `t <= now`: not at all).
     fn plan_sleep(&self, batch: &mut Vec<Fired>) -> Option<u64> {
         self.wake_at.store(0, SeqCst);
-        let (earliest, _) = self.turn_with(self.now(), batch);
+        // The driver survives panics of the code it runs: they were reported by the panic
+        // hook when they happened, and stopping the driver would silently stop every later
+        // deadline of this timer (for the global one: of the whole process).
+        let (earliest, _) = self.turn_with(self.now(), batch, &mut None);
         self.recycle_orphans();
         self.wake_at.store(earliest.max(1), SeqCst);
         fence(SeqCst);
@@ -443,6 +456,15 @@ impl Inner {
     }
 }
 
+/// The payload of a panic caught while cancelling a fired node.
+type Panic = Box<dyn core::any::Any + Send + 'static>;
+
+fn keep_first(first: &mut Option<Panic>, p: Option<Panic>) {
+    if first.is_none() {
+        *first = p;
+    }
+}
+
 /// A fired entry taken out of the wheel, to be cancelled outside the shard lock.
 struct Fired {
     core: NonNull<DeadlineCore>,
@@ -460,18 +482,27 @@ impl Fired {
         Self { core, token }
     }
 
-    fn fire(self, reason: Reason) {
+    /// Cancel the node and release the entry. A panic from the cancellation (a callback's,
+    /// re-raised by the tree once its walk has finished, or a waker's) is caught and
+    /// returned: the entry must leave `FIRING` whatever happens, or its owner's drop would
+    /// wait forever, and the rest of the batch must still fire.
+    fn fire(self, reason: Reason) -> Option<Panic> {
         // SAFETY: FIRING keeps the node alive until `end_fire` (DeadlineCore protocol).
-        unsafe {
-            let node = self.core.as_ref().node();
-            // Skip nodes someone already cancelled: a losing `cancel` would wait for that
-            // cancellation's walk, and the driver must not stall behind user callbacks.
-            if !node.is_cancelled() {
+        let node = unsafe { self.core.as_ref() }.node();
+        // Skip nodes someone already cancelled: a losing `cancel` would wait for that
+        // cancellation's walk, and the driver must not stall behind user callbacks.
+        let panic = if node.is_cancelled() {
+            None
+        } else {
+            std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
                 node.cancel_with(reason);
-            }
-            self.core.as_ref().end_fire();
-        }
+            }))
+            .err()
+        };
+        // SAFETY: as above; after this the driver does not touch the node.
+        unsafe { self.core.as_ref().end_fire() };
         drop(self.token);
+        panic
     }
 }
 
@@ -560,9 +591,20 @@ impl Timer {
 
     /// Fire every deadline due now, on this thread; returns how many fired. Useful with a
     /// manual timer; harmless (but pointless) with a threaded one.
+    ///
+    /// # Panics
+    ///
+    /// If a callback or waker run by a cancellation panics, every due deadline is still
+    /// cancelled, and then the first such panic is resumed here. (On a timer's own driver
+    /// thread such panics are reported by the panic hook and otherwise ignored: the driver
+    /// keeps running.)
     pub fn turn(&self) -> usize {
         let now = self.inner.now();
-        self.inner.turn(now).1
+        let (_, n, panic) = self.inner.turn(now);
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        n
     }
 
     /// The earliest pending deadline, as an instant (a hint: it may be earlier than the true

@@ -13,7 +13,8 @@
 # Quick mode runs these criterion groups (short settings, CUTOFF_BENCH_QUICK=1): is_cancelled,
 # child_create_drop, fanout_cancel, chain_cancel, wake, deadline_create_cancel and
 # seed_result_first. Extra arguments after the mode go to criterion instead (e.g. a filter:
-# `bash benches/compare.sh is_cancelled`). Set CUTOFF_NO_GO=1 to skip the Go side.
+# `bash benches/compare.sh is_cancelled`). Set CUTOFF_NO_GO=1 to skip the Go side, or
+# CUTOFF_REQUIRE_GO=1 to fail when it cannot run (CI does).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,6 +70,11 @@ else
     elif [[ $rc != 0 ]]; then
         echo "Go rows skipped: benches/go.sh failed with exit $rc" > "$gonote_f"
         rm -f "$gof"
+    fi
+    if [[ -s "$gonote_f" && "${CUTOFF_REQUIRE_GO:-0}" == 1 ]]; then
+        cat "$gonote_f" >&2
+        echo "CUTOFF_REQUIRE_GO=1: failing" >&2
+        exit 1
     fi
 fi
 if [[ $full == 1 ]]; then

@@ -129,14 +129,17 @@ impl ExtHeader {
         if this.node.state_relaxed() & INIT != 0 {
             return !this.node.parent_ptr().is_null();
         }
+        // The node is still exclusively ours (caller's contract), so plain stores set its
+        // flags (an atomic read-modify-write here cost a deadline ~9 ns); linking publishes
+        // them through the parent's unlock (Release), a root through whatever shares it.
         match parent {
             Some(parent) => {
-                this.node.set_flags(EXT);
+                this.node.set_flags_exclusive(EXT);
                 // SAFETY: exclusive, pinned, parent outlives us (caller).
                 unsafe { parent.node().adopt(&raw const this.node, false) }
             }
             None => {
-                this.node.set_flags(EXT | INIT);
+                this.node.set_flags_exclusive(EXT | INIT);
                 false
             }
         }

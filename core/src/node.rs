@@ -285,6 +285,13 @@ impl Node {
         self.state.fetch_or(flags, Release);
     }
 
+    /// [`set_flags`](Self::set_flags) for a node no other thread can reach yet: a plain
+    /// load and store, no read-modify-write.
+    #[inline]
+    pub(crate) fn set_flags_exclusive(&self, flags: usize) {
+        self.state.store(self.state.load(Relaxed) | flags, Relaxed);
+    }
+
     #[inline]
     pub(crate) fn clear_flags(&self, flags: usize) {
         self.state.fetch_and(!flags, Relaxed);

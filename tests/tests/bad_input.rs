@@ -536,8 +536,16 @@ fn track(node: CancelSource, due: u64, clock: &Arc<ManualClock>, offset: u64) ->
     }
 }
 
+/// 256 cases per property, or `PROPTEST_CASES` (the valgrind run uses fewer).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Random deadlines (durations and instants from every region, under random parents),
     /// random clock moves (up to `Duration::MAX`), turns, cancels and drops on a manual timer.

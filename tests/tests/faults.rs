@@ -528,9 +528,12 @@ fn a_deadline_callback_drops_its_own_registration_and_the_last_handle() {
     fn arm(d: CancelSource, ran: &Arc<AtomicUsize>) -> Slot<OnCancel<BoxedCb>> {
         let slot: Slot<OnCancel<BoxedCb>> = Arc::new(Mutex::new(None));
         let (s, r) = (slot.clone(), ran.clone());
+        // The clock only moves after this, so the callback finds the registration in the slot.
         *slot.lock().unwrap() = Some(d.on_cancel(Box::new(move |reason: &Reason| {
             assert_eq!(*reason, Reason::DeadlineExceeded);
-            drop(s.lock().unwrap().take());
+            let own = s.lock().unwrap().take();
+            assert!(own.is_some(), "the registration is in the slot");
+            drop(own);
             r.fetch_add(1, SeqCst);
         }) as BoxedCb));
         drop(d); // the registration's token is the last handle now
@@ -547,8 +550,11 @@ fn a_deadline_callback_drops_its_own_registration_and_the_last_handle() {
         assert!(slot.lock().unwrap().is_none());
         assert!(!root.has_children(), "the node was freed");
 
-        let threaded = Timer::new();
+        // A driver thread on a manual clock: it fires once the clock has moved.
+        let clock = Arc::new(ManualClock::new());
+        let threaded = Timer::threaded(clock.clone());
         let slot = arm(threaded.timeout_source(&root, MS), &ran);
+        clock.advance(MS);
         let limit = Instant::now() + Duration::from_secs(10);
         while ran.load(SeqCst) < 2 && Instant::now() < limit {
             thread::sleep(MS);

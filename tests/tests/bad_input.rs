@@ -327,15 +327,17 @@ fn a_clock_with_an_earlier_origin_is_read_late_never_early() {
     });
 }
 
-// ---- bug found: a child born under an expired deadline forgets the deadline -----------------
+// ---- known limitation: a child born under an expired deadline forgets the deadline --------
 
 /// `DeadlineExt::deadline` is documented as "the earliest deadline on this node's path to the
 /// root". A child made under a deadline node that has already fired is born cancelled with the
 /// inherited `DeadlineExceeded`, but it is never linked, so its `deadline()` does not see the
 /// parent's deadline: a plain child reports `None`, and a deadline child reports its own later
-/// deadline, although both report the parent's reason.
+/// deadline, although both report the parent's reason. Found by this suite; DESIGN.md section
+/// 12 now lists it as a known limitation (linking would require the parent to outlive the
+/// child), so the test stays ignored.
 #[test]
-#[ignore = "bug: a node born cancelled under an expired deadline reports deadline() None (or its own later one): born-cancelled nodes keep no parent path"]
+#[ignore = "known limitation (DESIGN.md section 12): a node born cancelled keeps no parent path, so deadline() is None (or its own later one)"]
 fn a_child_born_under_an_expired_deadline_reports_the_parents_deadline() {
     let (clock, timer) = manual();
     let d = timer.timeout_source(Parent::Root, MS);

@@ -42,7 +42,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -249,6 +249,10 @@ struct Info {
     /// Cancelled when it was made (never linked: its `deadline()` knows nothing of the
     /// parent's path).
     born_cancelled: bool,
+    /// Distance from the root (the longest way, through multi-parent nodes).
+    depth: u32,
+    /// The cancel operations that targeted this node (their reasons' numbers).
+    cancels: Mutex<Vec<u32>>,
     /// Heap nodes: a token while the node's record is alive (cleared when it is dropped, so the
     /// node can live on only through its children's references). Pinned nodes: `None`; they
     /// are observed through the owning thread's frames.
@@ -401,6 +405,7 @@ struct Counts {
     polls: AtomicU64,
     wakes: AtomicU64,
     node_checks: AtomicU64,
+    max_depth: AtomicU64,
 }
 
 static COUNTS: Counts = Counts {
@@ -423,6 +428,7 @@ static COUNTS: Counts = Counts {
     polls: AtomicU64::new(0),
     wakes: AtomicU64::new(0),
     node_checks: AtomicU64::new(0),
+    max_depth: AtomicU64::new(0),
 };
 
 impl fmt::Display for Counts {
@@ -433,7 +439,7 @@ impl fmt::Display for Counts {
             "{} ops: children heap {} / pinned {} / any_of {}; deadlines heap {} / pinned {} \
              (fired: {}); born cancelled {}; heap node drops {}; cancels {} \
              (won {}); callbacks {} (ran {}, unregistered before running {}), scoped {}; \
-             waiters {} (polls {}, wakes {}); node checks {}",
+             waiters {} (polls {}, wakes {}); node checks {}; deepest node {}",
             g(&self.ops),
             g(&self.heap_children),
             g(&self.pinned_children),
@@ -453,6 +459,7 @@ impl fmt::Display for Counts {
             g(&self.polls),
             g(&self.wakes),
             g(&self.node_checks),
+            g(&self.max_depth),
         )
     }
 }
@@ -461,14 +468,15 @@ const MAX_NODES: usize = 96;
 const MAX_REGS: usize = 64;
 const MAX_WAITERS: usize = 48;
 const MAX_DEPTH: usize = 4;
+const MAX_HEAP_DEPTH: u32 = 24;
 
 struct Shared {
     next_id: AtomicUsize,
     nodes: Mutex<Vec<Arc<Rec>>>,
     regs: Mutex<Vec<HeapReg>>,
     waiters: Mutex<Vec<HeapWaiter>>,
-    /// Cancel operation `k` targeted `origins[k]`.
-    origins: Mutex<Vec<Arc<Info>>>,
+    /// The next cancel operation's number (its reason's payload).
+    next_cause: AtomicU32,
 }
 
 impl Shared {
@@ -483,12 +491,16 @@ impl Shared {
         if born_cancelled {
             COUNTS.born_cancelled.fetch_add(1, Relaxed);
         }
+        let depth = parents.iter().map(|p| p.depth + 1).max().unwrap_or(0);
+        COUNTS.max_depth.fetch_max(u64::from(depth), Relaxed);
         Arc::new(Info {
             id: self.next_id.fetch_add(1, Relaxed),
             kind,
             parents,
             deadline: node.deadline(),
             born_cancelled,
+            depth,
+            cancels: Mutex::new(Vec::new()),
             obs: Mutex::new(obs),
         })
     }
@@ -516,20 +528,24 @@ impl Shared {
         pick.unwrap_or_else(|| rng.usize(from..nodes.len()))
     }
 
-    /// A random node, preferably not cancelled (to create something under it).
+    /// A random node, preferably not cancelled (to create something under it); the root
+    /// instead of a node [`MAX_HEAP_DEPTH`] deep, so the tree's depth stays bounded in long
+    /// runs.
     fn pick_node(&self, rng: &mut fastrand::Rng) -> Arc<Rec> {
         let nodes = self.nodes.lock().unwrap();
         let cancelled = rng.u32(0..4) == 0;
-        nodes[Self::pick_index(&nodes, 0, rng, cancelled)].clone()
+        let rec = &nodes[Self::pick_index(&nodes, 0, rng, cancelled)];
+        if rec.info.depth >= MAX_HEAP_DEPTH {
+            return nodes[0].clone();
+        }
+        rec.clone()
     }
 
     /// Record a cancel operation on `target` and return its unique reason.
     fn new_cause(&self, target: &Arc<Info>, rng: &mut fastrand::Rng) -> Reason {
-        let k = {
-            let mut o = self.origins.lock().unwrap();
-            o.push(target.clone());
-            u32::try_from(o.len() - 1).expect("fewer than 2^32 cancels")
-        };
+        let k = self.next_cause.fetch_add(1, Relaxed);
+        assert_ne!(k, u32::MAX, "out of cancel numbers");
+        target.cancels.lock().unwrap().push(k);
         COUNTS.cancels.fetch_add(1, Relaxed);
         if rng.bool() {
             Reason::Code(k)
@@ -555,18 +571,18 @@ impl Shared {
         };
         match cause(reason) {
             Some(Cause::Op(k)) => {
-                let origin = self.origins.lock().unwrap().get(k as usize).cloned();
-                let origin = origin.unwrap_or_else(|| {
-                    panic!("{info:?}: reason {reason:?} of no cancel operation")
-                });
-                if Arc::ptr_eq(&origin, info) {
+                // The node that operation `k` cancelled: this one or an ancestor.
+                let targeted = |n: &Arc<Info>| n.cancels.lock().unwrap().contains(&k);
+                if targeted(info) {
                     return;
                 }
-                assert!(
-                    is_ancestor_or_self(&origin, info),
-                    "{info:?} has reason {reason:?} of operation {k} on {origin:?}, which is not \
-                     an ancestor"
-                );
+                let origin = ancestors(info).into_iter().find(|a| targeted(a));
+                let origin = origin.unwrap_or_else(|| {
+                    panic!(
+                        "{info:?} has reason {reason:?}, but operation {k} cancelled neither it \
+                         nor an ancestor"
+                    )
+                });
                 assert!(
                     parent_agrees(Some(&origin)),
                     "{info:?} has reason {reason:?} (from {origin:?}) but no parent on the way \
@@ -1190,7 +1206,7 @@ fn soak() {
         nodes: Mutex::new(Vec::with_capacity(MAX_NODES)),
         regs: Mutex::new(Vec::new()),
         waiters: Mutex::new(Vec::new()),
-        origins: Mutex::new(Vec::new()),
+        next_cause: AtomicU32::new(0),
     });
     let root_info = Arc::new(Info {
         id: 0,
@@ -1198,6 +1214,8 @@ fn soak() {
         parents: Vec::new(),
         deadline: None,
         born_cancelled: false,
+        depth: 0,
+        cancels: Mutex::new(Vec::new()),
         obs: Mutex::new(Some(root.token())),
     });
     sh.nodes.lock().unwrap().push(Arc::new(Rec {

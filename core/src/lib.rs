@@ -78,6 +78,13 @@ mod walk;
 #[cfg(feature = "alloc")]
 mod token;
 
+pub mod bare_metal;
+pub mod future_ext;
+#[cfg(feature = "std")]
+pub mod thread;
+#[cfg(feature = "tokio-util")]
+pub mod tokio_bridge;
+
 #[cfg(test)]
 mod tests;
 

@@ -37,6 +37,7 @@
 
 pub mod clock;
 mod deadline;
+pub mod grpc;
 mod loom;
 mod timer;
 pub mod wheel;

@@ -107,6 +107,11 @@ pub(crate) fn parse(text: &str) -> GoData {
 use crate::{Data, Goal, Row, div, mops, ns, ratio, time_row};
 use cutoff_benches::{CHAIN, FANOUT};
 
+/// A whole count (Go's B/op and allocs/op are integers), or "n/a".
+fn count(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| format!("{v:.0}"))
+}
+
 fn go_ns(d: &Data, name: &str, unit: &str) -> Option<f64> {
     d.go.as_ref()?.get(name, unit)
 }
@@ -326,8 +331,8 @@ pub(crate) fn seed_table(d: &Data, md: bool) -> (String, Vec<Row>) {
                     ns(r),
                     ns(gt),
                     ratio(div(r, gt), "x"),
-                    ratio(go_ns(d, &go, "B/op"), ""),
-                    ratio(go_ns(d, &go, "allocs/op"), ""),
+                    count(go_ns(d, &go, "B/op")),
+                    count(go_ns(d, &go, "allocs/op")),
                 );
             } else {
                 let _ = writeln!(
@@ -382,9 +387,9 @@ pub(crate) fn seed_answers(d: &Data) -> String {
         f(ctx),
         f(after),
         f(stop),
-        ratio(n("ResultFirstContext", "allocs/op"), ""),
-        ratio(n("ResultFirstTimeAfter", "allocs/op"), ""),
-        ratio(n("ResultFirstTimerStop", "allocs/op"), ""),
+        count(n("ResultFirstContext", "allocs/op")),
+        count(n("ResultFirstTimeAfter", "allocs/op")),
+        count(n("ResultFirstTimerStop", "allocs/op")),
         f(ctx.zip(stop).map(|(a, b)| a - b)),
         ratio(div(ctx, stop), "x of the timer race"),
     );
@@ -402,8 +407,8 @@ pub(crate) fn seed_answers(d: &Data) -> String {
          around both. Everything is heap-allocated and garbage-collected, and the parent's \
          mutex is shared by every sibling.\n",
         f(wt),
-        ratio(n("WithTimeoutFromCancelable", "B/op"), ""),
-        ratio(n("WithTimeoutFromCancelable", "allocs/op"), ""),
+        count(n("WithTimeoutFromCancelable", "B/op")),
+        count(n("WithTimeoutFromCancelable", "allocs/op")),
         f(wc),
         f(af),
     );

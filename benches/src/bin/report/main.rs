@@ -1164,8 +1164,9 @@ fn markdown(
              goroutine) that computes `a*a` and sends it on a channel, and wait for it or for the \
              timeout, whichever comes first. Rust: `benches/benches/seed.rs` (criterion); Go: \
              `Benchmark{ResultFirst,TimeoutFirst}*` in `benches/go/bench_test.go`. In the \
-             timeout-first rows the work sleeps past a 1 ms deadline, so those rows are \
-             dominated by the sleep itself.\n\n",
+             timeout-first rows the work would answer only after 5 ms and the deadline is \
+             1 ms, so those rows measure when each timer actually fires: a timer that rounds \
+             up to a 1 ms tick and fires on the next driver turn shows about 2 ms.\n\n",
         );
         s.push_str(&seed);
         s.push('\n');

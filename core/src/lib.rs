@@ -95,6 +95,9 @@ pub use ext::{ExtHeader, ExtVtable};
 #[cfg(feature = "alloc")]
 pub use ext::{HeapRef, Parent};
 pub use foreign::{Feed, ForeignSource, Trigger, feed};
+pub use future_ext::{FutureCancelExt, WithCancel};
+#[cfg(feature = "futures-core")]
+pub use future_ext::{StreamCancelExt, TakeUntilCancelled};
 pub use node::Node;
 pub use reason::{AlreadyCancelled, Cancelled, Reason};
 pub use view::NodeView;

@@ -47,6 +47,7 @@ pub use cutoff::Parent;
 pub use deadline::{
     Deadline, DeadlineExt, Elapsed, Timeout, deadline, timeout, with_deadline, with_timeout,
 };
+pub use grpc::{GrpcTimeout, GrpcTimeoutError, grpc_timeout, with_grpc_timeout};
 pub use timer::{Timer, global_origin};
 
 const _: () = {

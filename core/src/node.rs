@@ -50,6 +50,32 @@
 //! exclusively, not locked), so the order is acyclic.
 //! The lock is a bit in the state word; contended lockers spin (yielding to the OS after a
 //! while with `std`).
+//!
+//! # The lock as a critical section (`critical-section` feature)
+//!
+//! On a single-core MCU an interrupt handler that cancels a node would spin forever on a lock
+//! held by the code it interrupted. With the `critical-section` feature every node lock is
+//! also held inside a critical section (interrupts masked on a single core), so no handler can
+//! run while a node is locked. Critical sections must nest properly, but the walker locks hand
+//! over hand (parent, child, then releases the parent first), so a lock cannot simply own one
+//! critical section. Instead module `cs` counts the node locks held (`depth`) and keeps the
+//! restore state of the outermost acquire, both in statics touched only inside the critical
+//! section:
+//!
+//! * [`Node::lock`] acquires; at depth 0 it keeps the restore state, otherwise it releases the
+//!   nested acquire at once; then it increments the depth and takes `LOCKED`;
+//! * every operation that clears `LOCKED` (`unlock`, `unlock_ref`, `unlock_unref`,
+//!   `unlock_clearing`, `unlock_setting`, `publish_cancel_leaf`) does so in its one atomic
+//!   operation, then decrements the depth and releases the outermost acquire at 0.
+//!
+//! Nothing else sets or clears `LOCKED` (fresh nodes start with it clear; the plain stores on a
+//! fresh or exclusively owned node keep it as it is), and every node lock is released on the
+//! thread that took it, before the call into the crate that took it returns, so the depth
+//! equals the number of node locks this thread holds (0, 1, or 2 for hand over hand) and is 0
+//! whenever user code runs.
+//! Because `LOCKED` is only ever held inside the critical section, a locker inside it never
+//! finds another context's `LOCKED` bit set: the spin loop below never spins. Without the
+//! feature (and under loom) the `cs` functions are empty and inline to nothing.
 #![allow(unsafe_code)]
 
 use core::ptr;
@@ -200,6 +226,7 @@ impl Node {
     /// Take the list lock; returns the state seen at acquisition (with `LOCKED`).
     #[inline]
     pub(crate) fn lock(&self) -> usize {
+        cs::enter();
         let mut spins = 0;
         let mut cur = self.state.load(Relaxed);
         loop {
@@ -219,6 +246,7 @@ impl Node {
     #[inline]
     pub(crate) fn unlock(&self) {
         self.state.fetch_and(!LOCKED, Release);
+        cs::exit();
     }
 
     /// Unlock and take one reference in the same atomic operation.
@@ -228,6 +256,7 @@ impl Node {
         // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
         // reference.
         let old = self.state.fetch_add(REF_ONE - LOCKED, Release);
+        cs::exit();
         debug_assert!(old & LOCKED != 0);
         if old & REF_MASK > REF_MASK / 2 {
             self.state.fetch_sub(REF_ONE, Relaxed);
@@ -241,6 +270,7 @@ impl Node {
     pub(crate) fn unlock_unref(&self) -> bool {
         // LOCKED is set, so subtracting it clears exactly that bit.
         let old = self.state.fetch_sub(LOCKED + REF_ONE, Release);
+        cs::exit();
         if old & REF_MASK == REF_ONE {
             crate::loom::atomic::fence(Acquire);
             true
@@ -253,12 +283,14 @@ impl Node {
     #[inline]
     pub(crate) fn unlock_clearing(&self, flags: usize) {
         self.state.fetch_and(!(LOCKED | flags), Release);
+        cs::exit();
     }
 
     /// Unlock and set walker flags (known to be clear) in the same `Release` operation.
     #[inline]
     pub(crate) fn unlock_setting(&self, flags: usize) {
         self.state.fetch_xor(LOCKED | flags, Release);
+        cs::exit();
     }
 
     /// Clear walker flags without holding the lock (`Release`: the walker's work on the
@@ -317,6 +349,7 @@ impl Node {
         self.reason.with_mut(|p| unsafe { *p = Some(reason) });
         // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once.
         self.state.fetch_xor(LOCKED | CANCELLED, Release);
+        cs::exit();
     }
 
     /// Write the reason and set `CANCELLED` on a node that will never be walked (born
@@ -639,4 +672,106 @@ impl Node {
         // SAFETY: the walker holds `e` TAKEN (invariant 4) until this store.
         unsafe { (*e).status.store(RELEASED, Release) };
     }
+}
+
+/// Debug builds with `critical-section`: panic unless this thread holds no node lock. Called
+/// where user code (callbacks, wakers, an extension's `free`) is about to run, which must never
+/// happen inside the critical section. Empty otherwise.
+#[inline(always)]
+pub(crate) fn debug_assert_no_lock_held() {
+    #[cfg(all(debug_assertions, feature = "critical-section", not(loom)))]
+    {
+        let depth = cs::depth();
+        assert!(
+            depth == 0,
+            "cutoff: user code about to run with {depth} node lock(s) held"
+        );
+    }
+}
+
+/// The number of node locks the current thread holds (`critical-section` feature, for tests).
+#[cfg(all(test, feature = "critical-section", not(loom)))]
+pub(crate) fn lock_depth() -> u32 {
+    cs::depth()
+}
+
+/// Node locks as one critical section (see "The lock as a critical section" above).
+///
+/// # Invariants
+///
+/// 1. `HELD` is only read or written inside the critical section.
+/// 2. `depth` is the number of node locks held by the owner of the critical section; while
+///    it is above 0, the critical section is held (by its outermost acquire, whose restore
+///    state is `outer`), and every later acquire has already been released.
+#[cfg(all(feature = "critical-section", not(loom)))]
+mod cs {
+    use core::cell::Cell;
+
+    use critical_section::{CriticalSection, Mutex, RestoreState};
+
+    struct Held {
+        depth: Cell<u32>,
+        outer: Cell<RestoreState>,
+    }
+
+    static HELD: Mutex<Held> = Mutex::new(Held {
+        depth: Cell::new(0),
+        outer: Cell::new(RestoreState::invalid()),
+    });
+
+    /// Enter the critical section for one more node lock.
+    #[inline]
+    pub(super) fn enter() {
+        // SAFETY: released right below if nested, otherwise by the `exit` that takes the depth
+        // back to 0, on this thread (node locks are released by the thread that took them,
+        // before the function that took them returns) and after every later acquire has been
+        // released (invariant 2), so the pair is properly nested.
+        let restore = unsafe { critical_section::acquire() };
+        // SAFETY: we are inside the critical section until that release (invariant 1).
+        let cs = unsafe { CriticalSection::new() };
+        let held = HELD.borrow(cs);
+        let depth = held.depth.get();
+        if depth == 0 {
+            held.outer.set(restore);
+        } else {
+            // SAFETY: the acquire just above, released at once: the outermost acquire still
+            // holds the critical section (invariant 2).
+            unsafe { critical_section::release(restore) };
+        }
+        held.depth.set(depth + 1);
+    }
+
+    /// Leave the critical section for one node lock (just released).
+    #[inline]
+    pub(super) fn exit() {
+        // SAFETY: the caller held a node lock, so the depth is above 0 and the critical section
+        // is held, by this thread (invariant 2).
+        let cs = unsafe { CriticalSection::new() };
+        let held = HELD.borrow(cs);
+        let depth = held.depth.get();
+        debug_assert!(depth > 0, "cutoff: node unlock without a lock");
+        held.depth.set(depth - 1);
+        if depth == 1 {
+            // SAFETY: the restore state of the outermost acquire, taken on this thread by the
+            // `enter` that raised the depth from 0; every acquire since was released at once.
+            unsafe { critical_section::release(held.outer.get()) };
+        }
+    }
+
+    /// Node locks held by this thread: our own depth if we own the critical section; if
+    /// another thread owns it, `with` waits until it is released, when the depth is 0.
+    #[cfg(any(test, debug_assertions))]
+    pub(super) fn depth() -> u32 {
+        critical_section::with(|cs| HELD.borrow(cs).depth.get())
+    }
+}
+
+/// Without `critical-section`, a node lock is just its bit.
+#[cfg(not(all(feature = "critical-section", not(loom))))]
+mod cs {
+    #[inline(always)]
+    pub(super) fn enter() {}
+
+    #[inline(always)]
+    pub(super) fn exit() {}
 }

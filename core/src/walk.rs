@@ -5,6 +5,11 @@
 //! node's parent pointer, or for a multi-parent node the link it was entered through), and every
 //! node on the path is pinned by its `TAKEN` entry (node.rs invariant 4).
 //!
+//! With the `critical-section` feature a held node lock means interrupts are masked (node.rs),
+//! so the walker does not carry its lock from one step to the next (see `steps`): the time with
+//! interrupts masked is bounded by one step, not by the number of leaves under a node or the
+//! depth of a chain.
+//!
 //! Two state bits belong to the walker of a node:
 //!
 //! * `WALKING` is set together with `CANCELLED` and cleared (with `Release`, in the unlock)
@@ -80,6 +85,7 @@ impl<'a> Walk<'a> {
     }
 
     fn call_user(&mut self, f: impl FnOnce()) {
+        crate::node::debug_assert_no_lock_held();
         #[cfg(feature = "std")]
         {
             if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
@@ -131,6 +137,8 @@ impl<'a> Walk<'a> {
             // reference on `up` (a drop of `up` here would wait on our own TAKEN entry).
             Node::release_entry(from);
             let dead = self.cur;
+            // Freeing an extension node runs its crate's code.
+            crate::node::debug_assert_no_lock_held();
             // Move on first, so that if anything below unwinds, `Finish` resumes from `up`
             // and never touches the freed node.
             self.cur = up;
@@ -154,6 +162,15 @@ impl<'a> Walk<'a> {
             // SAFETY: `cur` is the root (borrowed by the caller) or a node we hold TAKEN
             // (invariant 4), so it is alive.
             let cur = unsafe { &*self.cur };
+            // With `critical-section` every node lock masks interrupts (node.rs), so never carry
+            // one into the next step: each stretch with interrupts masked is then one step (a
+            // few list edits, or one batch of wakers taken), whatever the shape of the tree.
+            // The relock below is like the one after a callback.
+            #[cfg(all(feature = "critical-section", not(loom)))]
+            if self.held {
+                cur.unlock();
+                self.held = false;
+            }
             if !self.held {
                 // We left this node with an empty list when we descended from it, and it is
                 // cancelled, so nothing the walker acts on can have been linked since (only

@@ -3,14 +3,19 @@
 //! It exists to prove two things in CI (see README.md): that `cutoff` without `std` really
 //! does not pull `std` in (if it did, linking this binary fails with a duplicate
 //! `panic_impl` lang item next to our `#[panic_handler]`), and that the pinned API works end
-//! to end without an allocator. It links against the system C library only for its start
-//! files, `main`'s calling convention and `abort`; it exits 0 on success and with the number
-//! of the first failed check otherwise.
+//! to end without an allocator. With `--features critical-section` it also runs the bare-metal
+//! example: a `static` root cancelled from an interrupt handler (`isr.rs`). It links against
+//! the system C library only for its start files, `main`'s calling convention and `abort` (and,
+//! with `critical-section`, for the signal that stands in for the interrupt); it exits 0 on
+//! success and with the number of the first failed check otherwise.
 #![no_std]
 #![no_main]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+
+#[cfg(feature = "critical-section")]
+mod isr;
 
 use core::pin::pin;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -42,13 +47,22 @@ pub extern "C" fn rust_eh_personality() {}
 /// Entry point, called by the C runtime's start files.
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
-    match run() {
-        Ok(()) => match run_alloc() {
-            Ok(()) => 0,
-            Err(code) => code,
-        },
+    match run().and_then(|()| run_alloc()).and_then(|()| run_isr()) {
+        Ok(()) => 0,
         Err(code) => code,
     }
+}
+
+#[cfg(not(feature = "critical-section"))]
+fn run_isr() -> Result<(), i32> {
+    Ok(())
+}
+
+/// A `static` root cancelled from an interrupt handler (`critical-section`, see `isr.rs`).
+#[cfg(feature = "critical-section")]
+fn run_isr() -> Result<(), i32> {
+    isr::run()?;
+    isr::run_mid_walk()
 }
 
 /// Fail with `code` unless `cond` holds.

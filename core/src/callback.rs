@@ -171,6 +171,7 @@ where
             Err(AlreadyCancelled) => {
                 let reason = self.node.reason().unwrap_or(Reason::Requested);
                 if let Some(f) = self.take_closure() {
+                    crate::node::debug_assert_no_lock_held();
                     f(&reason);
                 }
                 false

@@ -183,6 +183,7 @@ pub(crate) unsafe fn wake_joiners(node: &Node) {
                 Node::release_entry(e);
                 node.unlock();
                 if let Some(w) = w {
+                    crate::node::debug_assert_no_lock_held();
                     #[cfg(feature = "std")]
                     if let Err(p) =
                         std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| w.wake()))

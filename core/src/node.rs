@@ -722,10 +722,10 @@ mod cs {
     /// Enter the critical section for one more node lock.
     #[inline]
     pub(super) fn enter() {
-        // SAFETY: released right below if nested, otherwise by the `exit` that takes the depth
-        // back to 0, on this thread (node locks are released by the thread that took them,
-        // before the function that took them returns) and after every later acquire has been
-        // released (invariant 2), so the pair is properly nested.
+        // Node locks are released by the thread that took them, before the function that took
+        // them returns, so the `exit` that brings the depth back to 0 runs on this thread after
+        // every later acquire has been released.
+        // SAFETY: released right below if nested, else by that `exit` (invariant 2): nested.
         let restore = unsafe { critical_section::acquire() };
         // SAFETY: we are inside the critical section until that release (invariant 1).
         let cs = unsafe { CriticalSection::new() };

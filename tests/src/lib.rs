@@ -1,8 +1,9 @@
 //! Shared helpers for the black-box API tests of `cutoff` (the tests live in `tests/tests/`).
 //!
 //! Nothing here knows about cutoff's internals: the helpers are a counting waker, a manual
-//! poll, a "this must not hang" guard, and a way to run a test body in a child process (so a
-//! stack overflow fails one test instead of aborting the whole test binary).
+//! poll, a "this must not hang" guard, a way to run a test body in a child process (so a
+//! stack overflow fails one test instead of aborting the whole test binary), and a
+//! thread-local allocation counter for test binaries that install it as their allocator.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -115,4 +116,56 @@ pub fn run_isolated(test_name: &str, body: impl FnOnce()) {
         stdout.contains("1 passed"),
         "isolated test `{test_name}` did not run exactly once:\n{stdout}"
     );
+}
+
+/// A global allocator that counts the allocations made **on the current thread** while
+/// [`allocs_in`] runs (other tests running in parallel in the same binary do not disturb the
+/// count). A test binary installs it with
+/// `#[global_allocator] static GLOBAL: ThreadAllocCounter = ThreadAllocCounter;`.
+#[derive(Debug)]
+pub struct ThreadAllocCounter;
+
+std::thread_local! {
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static COUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn note_alloc() {
+    if COUNTING.try_with(std::cell::Cell::get).unwrap_or(false) {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: forwards every call to `System`, only adding a thread-local counter bump (which
+// allocates nothing: const-initialized thread-locals).
+unsafe impl std::alloc::GlobalAlloc for ThreadAllocCounter {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations made by `f` on this thread (counted only where [`ThreadAllocCounter`] is the
+/// global allocator).
+pub fn allocs_in(f: impl FnOnce()) -> usize {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|o| o.set(true));
+    f();
+    COUNTING.with(|o| o.set(false));
+    COUNT.with(std::cell::Cell::get)
 }

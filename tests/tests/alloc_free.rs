@@ -5,62 +5,14 @@
 //! a thread-local flag is set, so other tests running in parallel in this binary do not
 //! disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::pin::pin;
 use std::task::Waker;
 
 use cutoff::{AnyOf, Callback, ChildNode, Node, Reason};
-use cutoff_tests::poll_once;
-
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note() {
-    let on = ON.try_with(Cell::get).unwrap_or(false);
-    if on {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: forwards to `System`, only adding a thread-local counter bump.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use cutoff_tests::{ThreadAllocCounter, allocs_in, poll_once};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocs_in(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(0));
-    ON.with(|o| o.set(true));
-    f();
-    ON.with(|o| o.set(false));
-    COUNT.with(Cell::get)
-}
+static GLOBAL: ThreadAllocCounter = ThreadAllocCounter;
 
 const N: usize = 10_000;
 

@@ -1,8 +1,6 @@
 //! Issue 7, items 1, 2 and 4: the tokio-util bridge (both ways), the `Future`/`Stream`
 //! combinators and the `jthread`-like thread helper, through the public API only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
@@ -13,60 +11,13 @@ use std::time::Duration;
 use cutoff::future_ext::{FutureCancelExt, StreamCancelExt};
 use cutoff::tokio_bridge::{link_from_tokio, link_from_tokio_with, link_to_tokio};
 use cutoff::{CancelSource, CancelToken, ChildNode, Node, Reason, Trigger, feed};
-use cutoff_tests::{CountingWaker, must_finish, poll_once};
+use cutoff_tests::{CountingWaker, ThreadAllocCounter, allocs_in, must_finish, poll_once};
 use futures::executor::block_on;
 use futures::stream::{FusedStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-// ---- a thread-local allocation counter (as in alloc_free.rs) ----------------------------
-
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note() {
-    if ON.try_with(Cell::get).unwrap_or(false) {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: forwards to `System`, only adding a thread-local counter bump.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocs_in(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(0));
-    ON.with(|o| o.set(true));
-    f();
-    ON.with(|o| o.set(false));
-    COUNT.with(Cell::get)
-}
+static GLOBAL: ThreadAllocCounter = ThreadAllocCounter;
 
 // ---- tokio-util -> cutoff ---------------------------------------------------------------
 

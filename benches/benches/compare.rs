@@ -14,25 +14,8 @@ use criterion::{
     measurement::WallTime,
 };
 use cutoff::{CancelSource, ChildNode, Node};
-use cutoff_benches::{CHAIN, FANOUT, WAITERS, bodies, quick, run_threads};
+use cutoff_benches::{CHAIN, FANOUT, WAITERS, bodies, fast_group, quick, run_threads};
 use tokio_util::sync::CancellationToken;
-
-/// Settings for cheap, per-operation benchmarks.
-fn fast_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    if quick() {
-        g.warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(600))
-            .sample_size(20)
-            .nresamples(2_000);
-    } else {
-        g.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_millis(1_500))
-            .sample_size(30)
-            .nresamples(20_000);
-    }
-    g
-}
 
 /// Settings for benchmarks whose untimed setup dwarfs the timed part (`iter_custom`).
 fn heavy_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {

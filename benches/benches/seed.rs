@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, criterion_group, criterion_main};
 use cutoff::{CancelSource, CancelToken};
-use cutoff_benches::quick;
+use cutoff_benches::{fast_group, quick};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -197,21 +197,11 @@ fn runtime() -> Runtime {
 }
 
 fn group<'a>(c: &'a mut Criterion, name: &str, s: Scenario) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
     if s.work.is_zero() {
-        // Result-first: a few microseconds per race, the per-op settings of timer.rs.
-        if quick() {
-            g.warm_up_time(Duration::from_millis(200))
-                .measurement_time(Duration::from_millis(600))
-                .sample_size(20)
-                .nresamples(2_000);
-        } else {
-            g.warm_up_time(Duration::from_millis(500))
-                .measurement_time(Duration::from_millis(1_500))
-                .sample_size(30)
-                .nresamples(20_000);
-        }
+        // Result-first: a few microseconds per race, the per-op settings of the other groups.
+        fast_group(c, name)
     } else {
+        let mut g = c.benchmark_group(name);
         // Timeout-first: ~1-2 ms per race, so flat sampling and a longer window.
         g.sampling_mode(SamplingMode::Flat);
         if quick() {
@@ -225,8 +215,8 @@ fn group<'a>(c: &'a mut Criterion, name: &str, s: Scenario) -> BenchmarkGroup<'a
                 .sample_size(20)
                 .nresamples(20_000);
         }
+        g
     }
-    g
 }
 
 fn scenario(c: &mut Criterion, name: &str, s: Scenario) {

@@ -11,33 +11,14 @@
 //!   `cutoff_heap` with one parent per thread, `cutoff_heap_shared` with one parent for both,
 //!   `cutoff_pinned` per thread, `tokio` per thread on one runtime's driver.
 
-use std::time::Duration;
-
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use cutoff::CancelSource;
 use cutoff_benches::timer_bodies as tb;
-use cutoff_benches::{PENDING, quick, run_threads};
+use cutoff_benches::{PENDING, fast_group, quick, run_threads};
 use tokio_util::sync::CancellationToken;
 
-fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    if quick() {
-        g.warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_millis(600))
-            .sample_size(20)
-            .nresamples(2_000);
-    } else {
-        g.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_millis(1_500))
-            .sample_size(30)
-            .nresamples(20_000);
-    }
-    g
-}
-
 fn create_cancel(c: &mut Criterion) {
-    let mut g = group(c, "deadline_create_cancel");
+    let mut g = fast_group(c, "deadline_create_cancel");
     let root = CancelSource::new();
     let parent = root.child();
     let troot = CancellationToken::new();
@@ -70,7 +51,7 @@ fn threads(c: &mut Criterion) {
     if quick() {
         return;
     }
-    let mut g = group(c, "deadline_threads");
+    let mut g = fast_group(c, "deadline_threads");
     let root = CancelSource::new();
     let shared = root.child();
     let rt = tb::tokio_rt();

@@ -9,6 +9,7 @@
 //!   tokio-util child token), bodies in [`timer_bodies`];
 //! * `src/bin/lateness.rs`: how late 1,000 concurrent 1-50 ms timeouts fire (cutoff-timer and
 //!   tokio);
+//! * `benches/seed.rs`: the seed's five timeout races (Go's side is `go/`, run by `go.sh`);
 //! * `compare.sh`: runs them all.
 //!
 //! Set `CUTOFF_BENCH_QUICK=1` for the short configuration used by `compare.sh` (under a
@@ -23,6 +24,27 @@ use std::time::{Duration, Instant};
 /// Whether the short (quick) configuration was requested (`CUTOFF_BENCH_QUICK=1`).
 pub fn quick() -> bool {
     std::env::var("CUTOFF_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A criterion group with the settings every cheap, per-operation benchmark uses (one config
+/// for the cutoff, tokio-util, tokio and floor rows of a group; shorter with [`quick`]).
+pub fn fast_group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    if quick() {
+        g.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600))
+            .sample_size(20)
+            .nresamples(2_000);
+    } else {
+        g.warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_millis(1_500))
+            .sample_size(30)
+            .nresamples(20_000);
+    }
+    g
 }
 
 /// Run `op(iters)` on `threads` threads that start together behind a barrier and return the

@@ -627,14 +627,32 @@ impl Node {
 
     /// Before running user code on this node's entries, the walker takes one reference on it
     /// if it is a heap node (pinned nodes have a zero count) and has none yet. Lock held.
+    ///
+    /// Called while the walker still holds the popped entry `TAKEN` (walk.rs). The owner of
+    /// that entry keeps its own reference until it sees the entry `RELEASED`, so the count
+    /// cannot reach zero meanwhile; the increment is still a never-from-zero CAS (as in
+    /// [`try_ref`](Self::try_ref)), so a count that did reach zero (a node whose last owner
+    /// is freeing it) is never brought back (ADV-1: a `load` + `fetch_add` here, after the
+    /// release, resurrected a node its owner was freeing: double free).
     #[cfg(feature = "alloc")]
     pub(crate) fn hold_for_walker(&self) {
-        let st = self.state.load(Relaxed);
-        // (Near the overflow limit the walker goes without; see `ref_inc`.)
-        if st & REF_MASK == 0 || st & WALKER_REF != 0 || st & REF_MASK > REF_MASK / 2 {
-            return;
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            let refs = cur & REF_MASK;
+            // (Near the overflow limit the walker goes without; see `ref_inc`.)
+            if refs == 0 || cur & WALKER_REF != 0 || refs > REF_MASK / 2 {
+                return;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                cur + (REF_ONE | WALKER_REF),
+                Relaxed,
+                Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
         }
-        self.state.fetch_add(REF_ONE | WALKER_REF, Relaxed);
     }
 
     /// The walker was handed one reference on this node (freeing the child it came from).

@@ -259,6 +259,10 @@ impl<'a> Walk<'a> {
                     let mut wakers: [Option<Waker>; BATCH] = [const { None }; BATCH];
                     let mut n = 0;
                     let mut e = e;
+                    // Take the walker's reference before releasing the first entry: until
+                    // then its owner holds a reference, so the count is not zero (ADV-1).
+                    #[cfg(feature = "alloc")]
+                    cur.hold_for_walker();
                     loop {
                         // SAFETY: `e` is a TAKEN waiter entry.
                         wakers[n] = unsafe { crate::wait::take_waker(e) };
@@ -273,8 +277,6 @@ impl<'a> Walk<'a> {
                             _ => break,
                         }
                     }
-                    #[cfg(feature = "alloc")]
-                    cur.hold_for_walker();
                     cur.unlock();
                     for w in wakers.iter_mut().take(n) {
                         if let Some(w) = w.take() {

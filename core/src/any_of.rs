@@ -88,22 +88,19 @@ pub(crate) unsafe fn link_all(
         }
         // SAFETY: the parent outlives the node (caller).
         let parent = unsafe { &*link.parent };
-        let st = parent.lock();
-        if st & CANCELLED != 0 {
+        let g = parent.lock();
+        if g.seen() & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
             let reason = unsafe { parent.reason_unchecked() };
-            parent.unlock();
+            drop(g);
             node.cancel_with(reason);
             continue;
         }
-        // SAFETY: lock held; the link is pinned (caller) and detached in `unlink_all`.
-        unsafe {
-            parent
-                .list()
-                .push_front(ptr::from_ref(link).cast::<Entry>())
-        };
-        parent.entry.set_aux(parent.entry.aux() + 1);
-        parent.unlock();
+        // SAFETY: the guard holds the lock; the link is pinned (caller) and detached in
+        // `unlink_all`.
+        unsafe { g.list().push_front(ptr::from_ref(link).cast::<Entry>()) };
+        g.set_child_count(g.child_count() + 1);
+        drop(g);
     }
 }
 
@@ -116,12 +113,7 @@ pub(crate) unsafe fn unlink_all(first: *const LinkEntry) {
     loop {
         // SAFETY: links are contiguous and valid until the owner frees them after this call.
         let link = unsafe { &*cur };
-        if link
-            .entry
-            .status
-            .load(crate::loom::atomic::Ordering::Acquire)
-            != list::IDLE
-        {
+        if link.entry.status() != list::IDLE {
             // SAFETY: the parent is alive and the link belongs to its list.
             unsafe { (*link.parent).detach(&link.entry, true) };
         }

@@ -27,8 +27,8 @@ use core::pin::Pin;
 use core::ptr;
 
 use crate::list::{self, Entry, Kind, RELEASED, TAKEN};
+use crate::lock::Guard;
 use crate::loom::UnsafeCell;
-use crate::loom::atomic::Ordering::{Acquire, Relaxed};
 use crate::node::Node;
 use crate::reason::{AlreadyCancelled, Reason};
 use crate::state::CANCELLED;
@@ -47,11 +47,11 @@ pub(crate) struct Header {
 /// Prepare a popped callback entry: record the running thread.
 ///
 /// # Safety
-/// `e` is a TAKEN callback entry and the caller holds its node's lock.
-pub(crate) unsafe fn prepare(e: *const Entry) {
+/// `e` is a TAKEN callback entry of the node `_g` locks.
+pub(crate) unsafe fn prepare(e: *const Entry, _g: &Guard<'_>) {
     let _h = e.cast::<Header>();
     #[cfg(any(loom, feature = "std"))]
-    // SAFETY: invariant 1: we hold the node lock.
+    // SAFETY: invariant 1: the guard holds the node lock.
     unsafe {
         (*_h)
             .runner
@@ -171,7 +171,7 @@ where
             Err(AlreadyCancelled) => {
                 let reason = self.node.reason().unwrap_or(Reason::Requested);
                 if let Some(f) = self.take_closure() {
-                    crate::node::debug_assert_no_lock_held();
+                    crate::lock::debug_assert_no_lock_held();
                     f(&reason);
                 }
                 false
@@ -184,37 +184,31 @@ where
     /// Registering twice is a no-op (`Ok`).
     pub fn try_register(self: Pin<&Self>) -> Result<(), AlreadyCancelled> {
         let this = self.get_ref();
-        if this.header.entry.status.load(Acquire) != list::IDLE {
+        if this.header.entry.status() != list::IDLE {
             return Ok(());
         }
-        let st = this.node.lock();
+        let g = this.node.lock();
         // Re-check under the lock: another thread sharing this pinned registration may have
         // registered it meanwhile.
-        if this.header.entry.status.load(Relaxed) != list::IDLE {
-            this.node.unlock();
+        if this.header.entry.status() != list::IDLE {
             return Ok(());
         }
         // SAFETY: the entry is idle, so no walker touches the slot, and writers of the slot
         // (`take_closure`) need `&mut`, which excludes this shared borrow.
         let spent = this.f.with(|p| unsafe { (*p).is_none() });
-        if spent || st & CANCELLED != 0 {
-            this.node.unlock();
+        if spent || g.seen() & CANCELLED != 0 {
             return Err(AlreadyCancelled);
         }
-        // SAFETY: lock held; the registration is pinned and unlinks itself before it dies; the
-        // pointer is derived from the whole registration (the walker casts it back).
-        unsafe {
-            this.node
-                .list()
-                .push_front(ptr::from_ref(this).cast::<Entry>())
-        };
-        this.node.unlock();
+        // SAFETY: the guard holds the lock; the registration is pinned and unlinks itself
+        // before it dies; the pointer is derived from the whole registration (the walker casts
+        // it back).
+        unsafe { g.list().push_front(ptr::from_ref(this).cast::<Entry>()) };
         Ok(())
     }
 
     /// Whether the callback is registered and has not run yet.
     pub fn is_registered(&self) -> bool {
-        self.header.entry.status.load(Acquire) == list::LINKED
+        self.header.entry.status() == list::LINKED
     }
 
     /// Unregister (waiting for a concurrent run to finish, as `drop` does) and give back the
@@ -239,17 +233,17 @@ impl<F> Callback<'_, F> {
     #[cfg_attr(not(any(loom, feature = "std")), allow(unused_variables))]
     fn unregister(self: Pin<&Self>, dropping: bool) {
         let e = &self.header.entry;
-        let s = e.status.load(Acquire);
+        let s = e.status();
         if s == list::IDLE || s == RELEASED {
             return;
         }
         let node = self.node;
-        node.lock();
+        let mut g = node.lock();
         loop {
-            match e.status.load(Acquire) {
+            match e.status() {
                 list::LINKED => {
-                    // SAFETY: lock held and the entry is linked in this node's list.
-                    unsafe { node.list().remove(e) };
+                    // SAFETY: the guard holds the lock and the entry is linked in its list.
+                    unsafe { g.list().remove(e) };
                     break;
                 }
                 TAKEN => {
@@ -269,14 +263,13 @@ impl<F> Callback<'_, F> {
                             break;
                         }
                     }
-                    node.unlock();
-                    e.wait_released();
-                    node.lock();
+                    e.wait_released(g);
+                    g = node.lock();
                 }
                 _ => break,
             }
         }
-        node.unlock();
+        drop(g);
     }
 }
 
@@ -312,7 +305,7 @@ unsafe fn run_erased<F: FnOnce(&Reason)>(h: *const Header, reason: &Reason) {
                 // pointer covers the whole registration (it came from the list).
                 unsafe {
                     (*self.h).destroyed.with_mut(|p| *p = ptr::null());
-                    Node::release_entry(self.h.cast());
+                    Entry::release(self.h.cast());
                 }
             }
         }

@@ -11,19 +11,31 @@
 //!    holding that node's `LOCKED` bit.
 //! 2. An entry's `status` moves `IDLE -> LINKED` (pushed, under the lock),
 //!    `LINKED -> IDLE` (removed by its owner, under the lock),
-//!    `LINKED -> TAKEN` (popped by a cancel walker, under the lock) and
-//!    `TAKEN -> RELEASED` (the walker is done with it; a `Release` store, after which the walker
-//!    never touches the entry again). Only join waiters go `RELEASED -> LINKED` again.
-//! 3. While an entry is `LINKED` or `TAKEN`, its memory stays valid: owners unlink it, or wait
-//!    for `RELEASED`, before they let it go (pinning guarantees the rest).
+//!    `LINKED -> TAKEN` (popped by a cancel walker, under the lock),
+//!    `TAKEN -> DEFERRED` (pushed back at the tail by a walker that could not wait for the
+//!    target's own walk, under the lock; walk.rs), `DEFERRED -> LINKED` (a later walker adopts
+//!    the node), `DEFERRED -> IDLE` (removed by its owner, like `LINKED`), and
+//!    `TAKEN -> RELEASED` (the walker is done with it; a `Release` store or swap, after which
+//!    the walker never touches the entry again). Only join waiters go `RELEASED -> LINKED`.
+//! 3. While an entry is `LINKED`, `DEFERRED` or `TAKEN`, its memory stays valid: owners
+//!    unlink it, or wait for `RELEASED`, before they let it go (pinning guarantees the rest).
 //! 4. `kind` never changes after construction.
+//! 5. `DEFERRED` entries sit at the tail of the list, behind every other entry: only a walker
+//!    pushes at the tail, everything else pushes at the front, and an adopting walker turns
+//!    them all back into `LINKED` at once.
+//! 6. The `WAITING` flag is or-ed into a `TAKEN` status by an owner about to park until the
+//!    entry is released, only while it holds the node's lock. A release made under that lock
+//!    therefore sees the flag with a plain load (no read-modify-write on the walker's hot
+//!    path); a release made without the lock swaps the status. Either one wakes the owner.
 #![allow(unsafe_code)]
 
 use core::marker::PhantomPinned;
 use core::ptr;
 
+use crate::lock::Guard;
 use crate::loom::UnsafeCell;
 use crate::loom::atomic::{AtomicU8, Ordering::*};
+use crate::park::Backoff;
 
 /// Not in any list.
 pub(crate) const IDLE: u8 = 0;
@@ -33,6 +45,10 @@ pub(crate) const LINKED: u8 = 1;
 pub(crate) const TAKEN: u8 = 2;
 /// Popped, and the walker is done with it.
 pub(crate) const RELEASED: u8 = 3;
+/// Popped, then pushed back at the tail for a later walker (walk.rs, "Deferred entries").
+pub(crate) const DEFERRED: u8 = 4;
+/// Or-ed into `TAKEN` while the owner waits for the release (invariant 6).
+const WAITING: u8 = 0x80;
 
 /// What an entry is, which tells the walker what to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +72,9 @@ pub(crate) enum Kind {
 pub(crate) struct Entry {
     prev: UnsafeCell<*const Entry>,
     next: UnsafeCell<*const Entry>,
-    /// `IDLE`, `LINKED`, `TAKEN` or `RELEASED` (invariant 2).
-    pub(crate) status: AtomicU8,
+    /// `IDLE`, `LINKED`, `TAKEN`, `DEFERRED` or `RELEASED` (invariant 2), with `WAITING`
+    /// (invariant 6); read it through [`status`](Entry::status).
+    status: AtomicU8,
     /// Immutable after construction, but in a cell (as is every other byte of an entry, the
     /// padding included): then a pointer derived from a shared reference to a node may be
     /// used to free it (Tree Borrows only allows that through interior-mutable bytes), which
@@ -127,11 +144,74 @@ impl Entry {
         self.aux.with_mut(|p| unsafe { *p = v })
     }
 
-    /// Wait until a walker has released this entry.
-    pub(crate) fn wait_released(&self) {
-        let mut spins = 0;
-        while crate::loom::spin_read_u8(&self.status, Acquire) == TAKEN {
-            crate::loom::relax(&mut spins);
+    /// The entry's status (`Acquire`), without the `WAITING` flag.
+    #[inline]
+    pub(crate) fn status(&self) -> u8 {
+        self.status.load(Acquire) & !WAITING
+    }
+
+    /// The parking key of an owner waiting for the release: the status byte's address.
+    fn key(&self) -> usize {
+        core::ptr::from_ref(&self.status) as usize
+    }
+
+    /// Wait until the walker that holds this entry `TAKEN` has released it. Takes the guard of
+    /// the lock of the node whose list the entry belongs to (under which the caller saw
+    /// `TAKEN`) and releases it; the caller locks again if it needs to.
+    pub(crate) fn wait_released(&self, g: Guard<'_>) {
+        if !crate::park::CAN_PARK {
+            drop(g);
+            let mut b = Backoff::new();
+            while self.status() == TAKEN {
+                b.spin();
+            }
+            return;
+        }
+        // Announce under the lock (invariant 6), so a release under the same lock sees it.
+        let announced = self
+            .status
+            .compare_exchange(TAKEN, TAKEN | WAITING, Relaxed, Relaxed)
+            .is_ok()
+            || self.status.load(Relaxed) == TAKEN | WAITING;
+        drop(g);
+        if !announced {
+            return;
+        }
+        let mut b = Backoff::new();
+        // Woken by the release, or by a deferral (then the caller finds `DEFERRED`).
+        while self.status.load(Acquire) == TAKEN | WAITING {
+            if b.spin() {
+                continue;
+            }
+            crate::park::park(self.key(), || self.status.load(Relaxed) == TAKEN | WAITING);
+        }
+    }
+
+    /// Release a `TAKEN` entry (the walker is done with it), without holding its node's lock.
+    /// After this the caller must not touch the entry: its owner may free it at once.
+    #[inline]
+    pub(crate) fn release(e: *const Entry) {
+        // SAFETY: the walker holds `e` TAKEN (invariant 3) until the store / swap below.
+        let (status, key) = unsafe { (&(*e).status, (*e).key()) };
+        if crate::park::CAN_PARK {
+            if status.swap(RELEASED, Release) & WAITING != 0 {
+                crate::park::wake_all(key);
+            }
+        } else {
+            status.store(RELEASED, Release);
+        }
+    }
+
+    /// [`release`](Self::release) for a walker that holds the lock of the node whose list
+    /// the entry came from (`_g`): a plain load and store (invariant 6).
+    #[inline]
+    pub(crate) fn release_locked(e: *const Entry, _g: &Guard<'_>) {
+        // SAFETY: the walker holds `e` TAKEN (invariant 3) until the store below.
+        let (status, key) = unsafe { (&(*e).status, (*e).key()) };
+        let waiting = status.load(Relaxed) & WAITING != 0;
+        status.store(RELEASED, Release);
+        if waiting {
+            crate::park::wake_all(key);
         }
     }
 }
@@ -176,6 +256,37 @@ impl List {
         }
     }
 
+    /// Push a `TAKEN` entry back at the tail and mark it `DEFERRED` (invariant 5). O(length
+    /// of the list): deferring is rare (a nested walk meeting a concurrent one).
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock and holds `e` `TAKEN` (popped from this list).
+    pub(crate) unsafe fn push_back_deferred(&self, e: *const Entry) {
+        // SAFETY: we hold the lock (caller), so the links are ours; `e` is valid while TAKEN.
+        unsafe {
+            let mut last = self.head.with(|p| *p);
+            let mut prev: *const Entry = ptr::null();
+            while !last.is_null() {
+                prev = last;
+                last = (*last).next.with(|p| *p);
+            }
+            (*e).prev.with_mut(|p| *p = prev);
+            (*e).next.with_mut(|p| *p = ptr::null());
+            if prev.is_null() {
+                self.head.with_mut(|p| *p = e);
+            } else {
+                (*prev).next.with_mut(|p| *p = e);
+            }
+            // An owner parked until the release (invariant 6) can now remove the entry
+            // itself: wake it (it announced under this lock, so a plain load sees it).
+            let waiting = (*e).status.load(Relaxed) & WAITING != 0;
+            (*e).status.store(DEFERRED, Release);
+            if waiting {
+                crate::park::wake_all((*e).key());
+            }
+        }
+    }
+
     /// Remove a `LINKED` entry and mark it `IDLE`.
     ///
     /// # Safety
@@ -203,6 +314,39 @@ impl List {
             (*head).status.store(TAKEN, Relaxed);
         }
         Some(head)
+    }
+
+    /// Pop the front entry and mark it `TAKEN`, unless it is `DEFERRED` (then every entry
+    /// left is, invariant 5).
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock.
+    pub(crate) unsafe fn pop_front_live(&self) -> Option<*const Entry> {
+        let head = self.head.with(unsafe_read);
+        // SAFETY: lock held; a non-null head is linked and valid.
+        if head.is_null() || unsafe { (*head).status.load(Relaxed) } & !WAITING == DEFERRED {
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe { self.pop_front() }
+    }
+
+    /// Turn every `DEFERRED` entry back into `LINKED`, for a walker adopting an abandoned
+    /// node (walk.rs): the entries its predecessor deferred are its to walk.
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock.
+    pub(crate) unsafe fn undefer_all(&self) {
+        let mut cur = self.head.with(unsafe_read);
+        // SAFETY: lock held; every entry reachable from head is linked and valid.
+        unsafe {
+            while !cur.is_null() {
+                if (*cur).status.load(Relaxed) == DEFERRED {
+                    (*cur).status.store(LINKED, Relaxed);
+                }
+                cur = (*cur).next.with(|p| *p);
+            }
+        }
     }
 
     /// Whether the list is empty.

@@ -42,45 +42,17 @@
 //! 6. **Child count.** `entry.aux` of a node counts the child and link entries that hang off
 //!    it and have not dropped yet; it changes only under the node's own lock.
 //!
-//! # Lock ordering
+//! # Lock ordering and contention
 //!
-//! A thread holds at most two node locks at a time, and only in one place: the walker locks a
-//! child while holding its parent (hand over hand), so the order is always parent -> child.
-//! Nothing ever takes a parent's lock while holding a child's (a child being linked is owned
-//! exclusively, not locked), so the order is acyclic.
-//! The lock is a bit in the state word; contended lockers spin (yielding to the OS after a
-//! while with `std`).
-//!
-//! # The lock as a critical section (`critical-section` feature)
-//!
-//! On a single-core MCU an interrupt handler that cancels a node would spin forever on a lock
-//! held by the code it interrupted. With the `critical-section` feature every node lock is
-//! also held inside a critical section (interrupts masked on a single core), so no handler can
-//! run while a node is locked. Critical sections must nest properly, but the walker locks hand
-//! over hand (parent, child, then releases the parent first), so a lock cannot simply own one
-//! critical section. Instead module `cs` counts the node locks held (`depth`) and keeps the
-//! restore state of the outermost acquire, both in statics touched only inside the critical
-//! section:
-//!
-//! * [`Node::lock`] acquires; at depth 0 it keeps the restore state, otherwise it releases the
-//!   nested acquire at once; then it increments the depth and takes `LOCKED`;
-//! * every operation that clears `LOCKED` (`unlock`, `unlock_ref`, `unlock_unref`,
-//!   `unlock_clearing`, `unlock_setting`, `publish_cancel_leaf`) does so in its one atomic
-//!   operation, then decrements the depth and releases the outermost acquire at 0.
-//!
-//! Nothing else sets or clears `LOCKED` (fresh nodes start with it clear; the plain stores on a
-//! fresh or exclusively owned node keep it as it is), and every node lock is released on the
-//! thread that took it, before the call into the crate that took it returns, so the depth
-//! equals the number of node locks this thread holds (0, 1, or 2 for hand over hand) and is 0
-//! whenever user code runs.
-//! Because `LOCKED` is only ever held inside the critical section, a locker inside it never
-//! finds another context's `LOCKED` bit set: the spin loop below never spins. Without the
-//! feature (and under loom) the `cs` functions are empty and inline to nothing.
+//! See `lock.rs`: at most two node locks at a time, parent then child (the walker, hand over
+//! hand); contended lockers spin briefly, then park (with `std`). The `critical-section`
+//! feature makes every node lock a critical section (also in `lock.rs`).
 #![allow(unsafe_code)]
 
 use core::ptr;
 
-use crate::list::{self, Entry, Kind, List, RELEASED, TAKEN};
+use crate::list::{self, Entry, Kind, List};
+use crate::lock::Guard;
 use crate::loom::UnsafeCell;
 use crate::loom::atomic::{AtomicUsize, Ordering::*};
 use crate::reason::Reason;
@@ -208,113 +180,55 @@ impl Node {
     /// this call. Without `std`, the walk is completed while unwinding; a second panic during
     /// that completion aborts, as any panic during unwinding does.
     pub fn cancel_with(&self, reason: Reason) -> bool {
-        self.lock();
-        if self.state.load(Relaxed) & CANCELLED != 0 {
-            self.unlock();
+        let g = self.lock();
+        if g.seen() & CANCELLED != 0 {
+            drop(g);
             // Someone else won; let them finish the subtree before we report back.
-            crate::walk::wait_walk(self, 0);
+            crate::walk::finish_walk(self);
             return false;
         }
-        // SAFETY: we hold the lock and CANCELLED is clear: nobody reads or writes the reason.
-        unsafe { self.publish_cancel(reason) };
-        crate::walk::Walk::new(self).run();
+        g.publish_cancel(reason);
+        crate::walk::Walk::new(g).run();
         true
     }
 
     // ---- crate-internal machinery -------------------------------------------------------
 
-    /// Take the list lock; returns the state seen at acquisition (with `LOCKED`).
+    /// The state word (for `lock.rs`, which owns the `LOCKED` and `LOCK_PARKED` bits).
     #[inline]
-    pub(crate) fn lock(&self) -> usize {
-        cs::enter();
-        let mut spins = 0;
-        let mut cur = self.state.load(Relaxed);
-        loop {
-            if cur & LOCKED == 0 {
-                // Test-and-set rather than compare-and-swap: a reference-count change by
-                // another thread does not make the attempt fail.
-                let old = self.state.fetch_or(LOCKED, Acquire);
-                if old & LOCKED == 0 {
-                    return old | LOCKED;
-                }
-            }
-            crate::loom::relax(&mut spins);
-            cur = crate::loom::spin_read(&self.state, Relaxed);
-        }
+    pub(crate) fn state_word(&self) -> &AtomicUsize {
+        &self.state
     }
 
+    /// The entry list, without proof of the lock: only for [`Guard::list`] (lock.rs
+    /// invariant 2).
     #[inline]
-    pub(crate) fn unlock(&self) {
-        self.state.fetch_and(!LOCKED, Release);
-        cs::exit();
+    pub(crate) fn list_unguarded(&self) -> &List {
+        &self.list
     }
 
-    /// Unlock and take one reference in the same atomic operation.
-    #[cfg(feature = "alloc")]
-    #[inline]
-    pub(crate) fn unlock_ref(&self) {
-        // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
-        // reference.
-        let old = self.state.fetch_add(REF_ONE - LOCKED, Release);
-        cs::exit();
-        debug_assert!(old & LOCKED != 0);
-        if old & REF_MASK > REF_MASK / 2 {
-            self.state.fetch_sub(REF_ONE, Relaxed);
-            panic!("cutoff: too many handles to one node");
-        }
-    }
-
-    /// Unlock and drop one reference in one atomic operation; `true` if it was the last.
-    #[cfg(feature = "alloc")]
-    #[inline]
-    pub(crate) fn unlock_unref(&self) -> bool {
-        // LOCKED is set, so subtracting it clears exactly that bit.
-        let old = self.state.fetch_sub(LOCKED + REF_ONE, Release);
-        cs::exit();
-        if old & REF_MASK == REF_ONE {
-            crate::loom::atomic::fence(Acquire);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Unlock and clear walker flags in the same `Release` operation.
-    #[inline]
-    pub(crate) fn unlock_clearing(&self, flags: usize) {
-        self.state.fetch_and(!(LOCKED | flags), Release);
-        cs::exit();
-    }
-
-    /// Unlock and set walker flags (known to be clear) in the same `Release` operation.
-    #[inline]
-    pub(crate) fn unlock_setting(&self, flags: usize) {
-        self.state.fetch_xor(LOCKED | flags, Release);
-        cs::exit();
-    }
-
-    /// Clear walker flags without holding the lock (`Release`: the walker's work on the
-    /// subtree happens-before a waiter that sees `WALKING` clear).
-    #[inline]
-    pub(crate) fn clear_flags_release(&self, flags: usize) {
-        self.state.fetch_and(!flags, Release);
-    }
-
-    /// Current state word with `Acquire`, for spin loops.
-    #[inline]
-    pub(crate) fn spin_state_acquire(&self) -> usize {
-        crate::loom::spin_read(&self.state, Acquire)
-    }
-
-    /// Current state word (`Relaxed`; use under the lock).
+    /// Current state word (`Relaxed`).
     #[inline]
     pub(crate) fn state_relaxed(&self) -> usize {
         self.state.load(Relaxed)
     }
 
+    /// Current state word (`Acquire`).
+    #[inline]
+    pub(crate) fn state_acquire(&self) -> usize {
+        self.state.load(Acquire)
+    }
+
     #[inline]
     pub(crate) fn set_flags(&self, flags: usize) {
         self.state.fetch_or(flags, Release);
+    }
+
+    /// Clear walker flags without holding the lock, returning the old word (`Release`: the
+    /// walker's work on the subtree happens-before a waiter that sees `WALKING` clear).
+    #[inline]
+    pub(crate) fn clear_flags_release(&self, flags: usize) -> usize {
+        self.state.fetch_and(!flags, Release)
     }
 
     /// [`set_flags`](Self::set_flags) for a node no other thread can reach yet: a plain
@@ -324,32 +238,12 @@ impl Node {
         self.state.store(self.state.load(Relaxed) | flags, Relaxed);
     }
 
+    /// Set `flags` if the state word is still `cur` (one `Relaxed` CAS); `false` if it changed.
     #[inline]
-    pub(crate) fn clear_flags(&self, flags: usize) {
-        self.state.fetch_and(!flags, Relaxed);
-    }
-
-    /// Write the reason and set `CANCELLED`.
-    ///
-    /// # Safety
-    /// The caller holds the lock and `CANCELLED` is clear.
-    pub(crate) unsafe fn publish_cancel(&self, reason: Reason) {
-        // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
-        self.reason.with_mut(|p| unsafe { *p = Some(reason) });
-        self.state.fetch_or(CANCELLED | WALKING, Release);
-    }
-
-    /// Write the reason, set `CANCELLED` and release the lock in one operation, for a node
-    /// whose list is empty (a leaf: nothing to walk, so no `WALKING`).
-    ///
-    /// # Safety
-    /// The caller holds the lock, `CANCELLED` is clear and the list is empty.
-    pub(crate) unsafe fn publish_cancel_leaf(&self, reason: Reason) {
-        // SAFETY: invariant 2: we hold the lock and the bit is clear, so no reader exists.
-        self.reason.with_mut(|p| unsafe { *p = Some(reason) });
-        // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once.
-        self.state.fetch_xor(LOCKED | CANCELLED, Release);
-        cs::exit();
+    pub(crate) fn try_set_flags(&self, cur: usize, flags: usize) -> bool {
+        self.state
+            .compare_exchange_weak(cur, cur | flags, Relaxed, Relaxed)
+            .is_ok()
     }
 
     /// Write the reason and set `CANCELLED` on a node that will never be walked (born
@@ -374,10 +268,6 @@ impl Node {
             .unwrap_or(Reason::Requested)
     }
 
-    pub(crate) fn list(&self) -> &List {
-        &self.list
-    }
-
     pub(crate) fn parent_ptr(&self) -> *const () {
         // SAFETY: written once before the node is shared (see field docs).
         self.parent.with(|p| unsafe { *p })
@@ -390,17 +280,9 @@ impl Node {
         self.parent.with_mut(|slot| unsafe { *slot = p });
     }
 
-    /// The number of child and link entries hanging off this node. Lock must be held.
-    pub(crate) fn child_count_locked(&self) -> u32 {
-        self.entry.aux()
-    }
-
     /// Whether any child (pinned, heap or multi-parent link) is still alive under this node.
     pub(crate) fn child_count_nonzero(&self) -> bool {
-        self.lock();
-        let n = self.child_count_locked();
-        self.unlock();
-        n != 0
+        self.lock().child_count() != 0
     }
 
     /// Link `child` under `self`, or make it born cancelled if `self` is cancelled.
@@ -434,12 +316,12 @@ impl Node {
         // ends up freeing the node does so through a pointer allowed to (Miri, Tree Borrows).
         // SAFETY: the caller's contract: a live node.
         let child = unsafe { &*child_ptr };
-        let st = this.lock();
-        if st & CANCELLED != 0 {
+        let g = this.lock();
+        if g.seen() & CANCELLED != 0 {
             // SAFETY: CANCELLED seen under the lock.
             let reason = unsafe { this.reason_unchecked() };
             // A born-cancelled child does not need its parent (and takes no reference on it).
-            this.unlock();
+            drop(g);
             // SAFETY: the child is exclusively ours and not cancelled yet.
             unsafe { child.publish_born_cancelled(reason) };
             return false;
@@ -450,19 +332,19 @@ impl Node {
         child
             .state
             .store(child.state.load(Relaxed) | flags, Relaxed);
-        // SAFETY: exclusive access to the child (caller); lock held on this.
+        // SAFETY: exclusive access to the child (caller); the guard holds `this`'s lock.
         unsafe {
             child.set_parent_ptr(parent_ptr.cast());
-            this.list.push_front(Node::entry_ptr_raw(child_ptr));
+            g.list().push_front(Node::entry_ptr_raw(child_ptr));
         }
-        this.entry.set_aux(this.entry.aux() + 1);
+        g.set_child_count(g.child_count() + 1);
         #[cfg(feature = "alloc")]
         if counted {
             // The child's reference on us, taken in the same operation as the unlock.
-            this.unlock_ref();
+            g.unlock_ref();
             return true;
         }
-        this.unlock();
+        drop(g);
         true
     }
 
@@ -483,28 +365,26 @@ impl Node {
     /// # Safety
     /// As for `detach`; with `unref`, the caller owns a reference on `self`.
     pub(crate) unsafe fn detach_unref(&self, e: &Entry, counted_child: bool, unref: bool) -> bool {
-        let mut st = self.lock();
+        let mut g = self.lock();
         loop {
-            match e.status.load(Acquire) {
-                list::LINKED => {
-                    // SAFETY: lock held and `e` is linked in our list.
-                    unsafe { self.list.remove(e) };
+            match e.status() {
+                list::LINKED | list::DEFERRED => {
+                    // SAFETY: the guard holds the lock and `e` is in our list.
+                    unsafe { g.list().remove(e) };
                     break;
                 }
-                TAKEN => {
-                    self.unlock();
-                    e.wait_released();
-                    st = self.lock();
+                list::TAKEN => {
+                    e.wait_released(g);
+                    g = self.lock();
                 }
                 _ => break,
             }
         }
         if counted_child {
-            let n = self.entry.aux() - 1;
-            self.entry.set_aux(n);
-            if n == 0 && st & JOINERS != 0 {
-                // SAFETY: lock held; returns unlocked.
-                unsafe { crate::wait::wake_joiners(self) };
+            let n = g.child_count() - 1;
+            g.set_child_count(n);
+            if n == 0 && g.seen() & JOINERS != 0 {
+                crate::wait::wake_joiners(g);
                 #[cfg(feature = "alloc")]
                 if unref {
                     return self.ref_dec();
@@ -514,10 +394,10 @@ impl Node {
         }
         #[cfg(feature = "alloc")]
         if unref {
-            return self.unlock_unref();
+            return g.unlock_unref();
         }
         let _ = unref;
-        self.unlock();
+        drop(g);
         false
     }
 
@@ -684,112 +564,85 @@ impl Node {
             }
         }
     }
-
-    /// Release `RELEASED` on our own entry (walker climbing out of this node).
-    pub(crate) fn release_entry(e: *const Entry) {
-        // SAFETY: the walker holds `e` TAKEN (invariant 4) until this store.
-        unsafe { (*e).status.store(RELEASED, Release) };
-    }
 }
 
-/// Debug builds with `critical-section`: panic unless this thread holds no node lock. Called
-/// where user code (callbacks, wakers, an extension's `free`) is about to run, which must never
-/// happen inside the critical section. Empty otherwise.
-#[inline(always)]
-pub(crate) fn debug_assert_no_lock_held() {
-    #[cfg(all(debug_assertions, feature = "critical-section", not(loom)))]
-    {
-        let depth = cs::depth();
-        assert!(
-            depth == 0,
-            "cutoff: user code about to run with {depth} node lock(s) held"
-        );
-    }
-}
-
-/// The number of node locks the current thread holds (`critical-section` feature, for tests).
-#[cfg(all(test, feature = "critical-section", not(loom)))]
-pub(crate) fn lock_depth() -> u32 {
-    cs::depth()
-}
-
-/// Node locks as one critical section (see "The lock as a critical section" above).
-///
-/// # Invariants
-///
-/// 1. `HELD` is only read or written inside the critical section.
-/// 2. `depth` is the number of node locks held by the owner of the critical section; while
-///    it is above 0, the critical section is held (by its outermost acquire, whose restore
-///    state is `outer`), and every later acquire has already been released.
-#[cfg(all(feature = "critical-section", not(loom)))]
-mod cs {
-    use core::cell::Cell;
-
-    use critical_section::{CriticalSection, Mutex, RestoreState};
-
-    struct Held {
-        depth: Cell<u32>,
-        outer: Cell<RestoreState>,
-    }
-
-    static HELD: Mutex<Held> = Mutex::new(Held {
-        depth: Cell::new(0),
-        outer: Cell::new(RestoreState::invalid()),
-    });
-
-    /// Enter the critical section for one more node lock.
+/// The node's combined unlock operations: each clears `LOCKED` in the same atomic step as
+/// another change of the state word (lock.rs, "Why a bit in the state word").
+impl Guard<'_> {
+    /// Unlock and take one reference in the same atomic operation.
+    #[cfg(feature = "alloc")]
     #[inline]
-    pub(super) fn enter() {
-        // Node locks are released by the thread that took them, before the function that took
-        // them returns, so the `exit` that brings the depth back to 0 runs on this thread after
-        // every later acquire has been released.
-        // SAFETY: released right below if nested, else by that `exit` (invariant 2): nested.
-        let restore = unsafe { critical_section::acquire() };
-        // SAFETY: we are inside the critical section until that release (invariant 1).
-        let cs = unsafe { CriticalSection::new() };
-        let held = HELD.borrow(cs);
-        let depth = held.depth.get();
-        if depth == 0 {
-            held.outer.set(restore);
+    pub(crate) fn unlock_ref(self) {
+        // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
+        // reference.
+        let node = self.node();
+        let old = self.unlock_with(|s| s.fetch_add(REF_ONE - LOCKED, Release));
+        if old & REF_MASK > REF_MASK / 2 {
+            node.state.fetch_sub(REF_ONE, Relaxed);
+            panic!("cutoff: too many handles to one node");
+        }
+    }
+
+    /// Unlock and drop one reference in one atomic operation; `true` if it was the last.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn unlock_unref(self) -> bool {
+        // LOCKED is set, so subtracting it clears exactly that bit.
+        let old = self.unlock_with(|s| s.fetch_sub(LOCKED + REF_ONE, Release));
+        if old & REF_MASK == REF_ONE {
+            crate::loom::atomic::fence(Acquire);
+            true
         } else {
-            // SAFETY: the acquire just above, released at once: the outermost acquire still
-            // holds the critical section (invariant 2).
-            unsafe { critical_section::release(restore) };
+            false
         }
-        held.depth.set(depth + 1);
     }
 
-    /// Leave the critical section for one node lock (just released).
+    /// Unlock and clear `flags` in the same `Release` operation; returns the old word.
     #[inline]
-    pub(super) fn exit() {
-        // SAFETY: the caller held a node lock, so the depth is above 0 and the critical section
-        // is held, by this thread (invariant 2).
-        let cs = unsafe { CriticalSection::new() };
-        let held = HELD.borrow(cs);
-        let depth = held.depth.get();
-        debug_assert!(depth > 0, "cutoff: node unlock without a lock");
-        held.depth.set(depth - 1);
-        if depth == 1 {
-            // SAFETY: the restore state of the outermost acquire, taken on this thread by the
-            // `enter` that raised the depth from 0; every acquire since was released at once.
-            unsafe { critical_section::release(held.outer.get()) };
-        }
+    pub(crate) fn unlock_clearing(self, flags: usize) -> usize {
+        self.unlock_with(|s| s.fetch_and(!(LOCKED | flags), Release))
     }
 
-    /// Node locks held by this thread: our own depth if we own the critical section; if
-    /// another thread owns it, `with` waits until it is released, when the depth is 0.
-    #[cfg(any(test, debug_assertions))]
-    pub(super) fn depth() -> u32 {
-        critical_section::with(|cs| HELD.borrow(cs).depth.get())
+    /// Unlock and set `flags` (known to be clear) in the same `Release` operation.
+    #[inline]
+    pub(crate) fn unlock_setting(self, flags: usize) {
+        self.unlock_with(|s| s.fetch_xor(LOCKED | flags, Release));
     }
-}
 
-/// Without `critical-section`, a node lock is just its bit.
-#[cfg(not(all(feature = "critical-section", not(loom))))]
-mod cs {
-    #[inline(always)]
-    pub(super) fn enter() {}
+    /// Set or clear `flags` while holding the lock.
+    #[inline]
+    pub(crate) fn set_flags(&self, flags: usize) {
+        self.node().state.fetch_or(flags, Relaxed);
+    }
 
-    #[inline(always)]
-    pub(super) fn exit() {}
+    /// Clear `flags` while holding the lock.
+    #[inline]
+    pub(crate) fn clear_flags(&self, flags: usize) {
+        self.node().state.fetch_and(!flags, Relaxed);
+    }
+
+    /// Write the reason and set `CANCELLED | WALKING`, keeping the lock.
+    ///
+    /// Panics (debug) if the node was already cancelled when the lock was taken.
+    pub(crate) fn publish_cancel(&self, reason: Reason) {
+        debug_assert!(self.seen() & CANCELLED == 0);
+        let node = self.node();
+        // SAFETY: invariant 2: we hold the lock and `CANCELLED` was clear when we took it (it
+        // is only set under the lock), so no reader or writer of the reason exists.
+        node.reason.with_mut(|p| unsafe { *p = Some(reason) });
+        node.state.fetch_or(CANCELLED | WALKING, Release);
+    }
+
+    /// Write the reason, set `CANCELLED` and release the lock in one operation, for a node
+    /// whose list is empty (a leaf: nothing to walk, so no `WALKING`).
+    pub(crate) fn publish_cancel_leaf(self, reason: Reason) {
+        debug_assert!(self.seen() & CANCELLED == 0);
+        // SAFETY: the guard holds the lock (so the list cannot change).
+        debug_assert!(unsafe { self.list().is_empty() });
+        let node = self.node();
+        // SAFETY: invariant 2: we hold the lock and the bit was clear, so no reader exists.
+        node.reason.with_mut(|p| unsafe { *p = Some(reason) });
+        // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once.
+        self.unlock_with(|s| s.fetch_xor(LOCKED | CANCELLED, Release));
+    }
 }

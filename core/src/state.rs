@@ -12,7 +12,10 @@
 //! | 7 | `WALKER_REF` | the walker holds a reference |
 //! | 8 | `DRAINED` | the walker may leave without relocking |
 //! | 9 | `EXT` | the node heads an extension node (`ext.rs`) |
-//! | 10.. | refcount | handles to a heap node, in units of `REF_ONE` |
+//! | 10 | `LOCK_PARKED` | a thread is parked waiting for `LOCKED` (lock.rs) |
+//! | 11 | `WALK_PARKED` | a thread is parked waiting for the walk to end (walk.rs) |
+//! | 12 | `ABANDONED` | the walk left parts of the subtree to a later walker (walk.rs) |
+//! | 13.. | refcount | handles to a heap node, in units of `REF_ONE` |
 //!
 //! `CANCELLED` is set once and never cleared. `LOCKED` guards the node's entry list and its
 //! child count; it is never held while user code runs. The reference count (in units of
@@ -42,9 +45,22 @@ pub(crate) const DRAINED: usize = 1 << 8;
 /// The node is the first field of an `ExtHeader` (ext.rs).
 pub(crate) const EXT: usize = 1 << 9;
 
+/// A thread is parked (or about to park) waiting for `LOCKED` to clear (lock.rs invariant 3).
+pub(crate) const LOCK_PARKED: usize = 1 << 10;
+
+/// A thread is parked (or about to park) waiting for `WALKING` to clear or `ABANDONED` to be
+/// set; whoever does either clears this bit in the same operation and wakes them (walk.rs).
+pub(crate) const WALK_PARKED: usize = 1 << 11;
+
+/// The walker of this node left it with `WALKING` still set: some entries of its list are
+/// `DEFERRED` (their targets were being walked by another thread it could not wait for). The
+/// next walker that reaches the node, or a `cancel()` of it that may wait, adopts it (clears
+/// this bit under the lock) and finishes the walk (walk.rs).
+pub(crate) const ABANDONED: usize = 1 << 12;
+
 /// One reference in the reference-count field.
 #[cfg(feature = "alloc")]
-pub(crate) const REF_ONE: usize = 1 << 10;
+pub(crate) const REF_ONE: usize = 1 << 13;
 /// Mask of the reference-count field.
 #[cfg(feature = "alloc")]
 pub(crate) const REF_MASK: usize = !(REF_ONE - 1);

@@ -23,8 +23,8 @@ use core::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 
 use crate::list::{self, Entry, Kind, RELEASED};
+use crate::lock::Guard;
 use crate::loom::UnsafeCell;
-use crate::loom::atomic::Ordering::*;
 use crate::node::Node;
 use crate::reason::{Cancelled, Reason};
 use crate::state::{CANCELLED, JOINERS};
@@ -52,17 +52,16 @@ impl Waiter {
         }
     }
 
-    /// Whether the stored waker would wake the same task as `w`. Node lock held.
-    fn will_wake(&self, w: &Waker) -> bool {
-        // SAFETY: the caller holds the node lock (field docs).
+    /// Whether the stored waker would wake the same task as `w`.
+    fn will_wake(&self, w: &Waker, _g: &Guard<'_>) -> bool {
+        // SAFETY: the guard holds the node lock (field docs).
         self.waker
             .with(|p| unsafe { (*p).as_ref().is_some_and(|old| old.will_wake(w)) })
     }
 
     /// Replace the stored waker, returning the old one (to be dropped after unlocking).
-    /// Node lock held.
-    fn swap_waker(&self, w: Option<Waker>) -> Option<Waker> {
-        // SAFETY: the caller holds the node lock (field docs).
+    fn swap_waker(&self, w: Option<Waker>, _g: &Guard<'_>) -> Option<Waker> {
+        // SAFETY: the guard holds the node lock (field docs).
         self.waker
             .with_mut(|p| unsafe { core::mem::replace(&mut *p, w) })
     }
@@ -72,44 +71,43 @@ impl Waiter {
         if let Some(r) = node.reason() {
             return Poll::Ready(r);
         }
-        if self.entry.status.load(Acquire) == list::IDLE {
+        if self.entry.status() == list::IDLE {
             // First poll: clone the waker before taking the lock (user code).
             let w = cx.waker().clone();
-            let st = node.lock();
-            if st & CANCELLED != 0 {
-                node.unlock();
+            let g = node.lock();
+            if g.seen() & CANCELLED != 0 {
+                drop(g);
                 drop(w);
                 // SAFETY: CANCELLED seen under the lock.
                 return Poll::Ready(unsafe { node.reason_unchecked() });
             }
-            let old = self.swap_waker(Some(w));
-            // SAFETY: lock held; the waiter is pinned (callers) and detaches on drop; the
-            // pointer covers the whole waiter (the walker casts it back).
-            unsafe { node.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
-            node.unlock();
+            let old = self.swap_waker(Some(w), &g);
+            // SAFETY: the guard holds the lock; the waiter is pinned (callers) and detaches on
+            // drop; the pointer covers the whole waiter (the walker casts it back).
+            unsafe { g.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
+            drop(g);
             drop(old);
             return Poll::Pending;
         }
-        node.lock();
-        if self.entry.status.load(Relaxed) != list::LINKED {
+        let g = node.lock();
+        if self.entry.status() != list::LINKED {
             // Popped by the walker, so the node is cancelled.
-            node.unlock();
+            drop(g);
             return Poll::Ready(node.reason().unwrap_or(Reason::Requested));
         }
-        if self.will_wake(cx.waker()) {
-            node.unlock();
+        if self.will_wake(cx.waker(), &g) {
             return Poll::Pending;
         }
-        node.unlock();
+        drop(g);
         let w = cx.waker().clone();
-        node.lock();
-        if self.entry.status.load(Relaxed) != list::LINKED {
-            node.unlock();
+        let g = node.lock();
+        if self.entry.status() != list::LINKED {
+            drop(g);
             drop(w);
             return Poll::Ready(node.reason().unwrap_or(Reason::Requested));
         }
-        let old = self.swap_waker(Some(w));
-        node.unlock();
+        let old = self.swap_waker(Some(w), &g);
+        drop(g);
         drop(old);
         Poll::Pending
     }
@@ -117,31 +115,32 @@ impl Waiter {
     /// Poll until `node` has no children.
     pub(crate) fn poll_join(&self, node: &Node, cx: &mut Context<'_>) -> Poll<()> {
         let w = cx.waker().clone();
-        node.lock();
-        if node.child_count_locked() == 0 {
-            if self.entry.status.load(Relaxed) == list::LINKED {
-                // SAFETY: lock held; linked in this list.
-                unsafe { node.list().remove(&self.entry) };
+        let g = node.lock();
+        if g.child_count() == 0 {
+            if self.entry.status() == list::LINKED {
+                // SAFETY: the guard holds the lock; linked in this list.
+                unsafe { g.list().remove(&self.entry) };
             }
-            node.unlock();
+            drop(g);
             drop(w);
             return Poll::Ready(());
         }
-        let old = self.swap_waker(Some(w));
-        let s = self.entry.status.load(Relaxed);
+        let old = self.swap_waker(Some(w), &g);
+        let s = self.entry.status();
         if s == list::IDLE || s == RELEASED {
-            // SAFETY: lock held; pinned and detached on drop; whole-waiter pointer.
-            unsafe { node.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
-            node.set_flags(JOINERS);
+            // SAFETY: the guard holds the lock; pinned and detached on drop; whole-waiter
+            // pointer.
+            unsafe { g.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
+            g.set_flags(JOINERS);
         }
-        node.unlock();
+        drop(g);
         drop(old);
         Poll::Pending
     }
 
     /// Detach from `node` (the owner is going away).
     pub(crate) fn detach(&self, node: &Node) {
-        let s = self.entry.status.load(Acquire);
+        let s = self.entry.status();
         if s == list::IDLE || s == RELEASED {
             return;
         }
@@ -153,37 +152,35 @@ impl Waiter {
 /// Take the waker of a popped waiter entry.
 ///
 /// # Safety
-/// `e` is a TAKEN waiter or join entry and the caller holds its node's lock.
-pub(crate) unsafe fn take_waker(e: *const Entry) -> Option<Waker> {
+/// `e` is a TAKEN waiter or join entry of the node `g` locks.
+pub(crate) unsafe fn take_waker(e: *const Entry, g: &Guard<'_>) -> Option<Waker> {
     // SAFETY: TAKEN keeps the waiter alive; Waiter is repr(C) with the entry first; the lock
     // guards the slot.
-    unsafe { (*e.cast::<Waiter>()).swap_waker(None) }
+    unsafe { (*e.cast::<Waiter>()).swap_waker(None, g) }
 }
 
-/// Wake every join waiter of `node`.
-///
-/// # Safety
-/// The caller holds `node`'s lock; it is released on return.
-pub(crate) unsafe fn wake_joiners(node: &Node) {
+/// Wake every join waiter of the node `g` locks; the lock is released on return.
+pub(crate) fn wake_joiners(mut g: Guard<'_>) {
+    let node = g.node();
     // With `std`, a panicking waker does not stop the other joiners from being woken; the
     // first panic is resumed at the end.
     #[cfg(feature = "std")]
     let mut panic = None;
     loop {
-        // SAFETY: lock held.
-        match unsafe { node.list().pop_kind(Kind::Join) } {
+        // SAFETY: the guard holds the lock.
+        match unsafe { g.list().pop_kind(Kind::Join) } {
             None => {
-                node.clear_flags(JOINERS);
-                node.unlock();
+                g.clear_flags(JOINERS);
+                drop(g);
                 break;
             }
             Some(e) => {
-                // SAFETY: we popped it, so it is TAKEN; lock held.
-                let w = unsafe { take_waker(e) };
-                Node::release_entry(e);
-                node.unlock();
+                // SAFETY: we popped it, so it is TAKEN; the guard holds the lock.
+                let w = unsafe { take_waker(e, &g) };
+                Entry::release_locked(e, &g);
+                drop(g);
                 if let Some(w) = w {
-                    crate::node::debug_assert_no_lock_held();
+                    crate::lock::debug_assert_no_lock_held();
                     #[cfg(feature = "std")]
                     if let Err(p) =
                         std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| w.wake()))
@@ -194,7 +191,7 @@ pub(crate) unsafe fn wake_joiners(node: &Node) {
                     #[cfg(not(feature = "std"))]
                     w.wake();
                 }
-                node.lock();
+                g = node.lock();
             }
         }
     }

@@ -13,13 +13,39 @@
 //! Two state bits belong to the walker of a node:
 //!
 //! * `WALKING` is set together with `CANCELLED` and cleared (with `Release`, in the unlock)
-//!   when the walker leaves the node for good, after everything below it is cancelled. A
-//!   `cancel()` that loses the race, or a walker that meets a child someone else is walking,
-//!   waits for it to clear, so that "once `cancel()` returns, every descendant reports
-//!   cancelled" holds. It does not wait when its own thread is already inside a walk (a callback
-//!   cancelling something): that walk could be the one it would wait for. Waits only ever point
-//!   down the tree (a DAG, since parents are older than children), so walkers cannot wait on each
-//!   other in a cycle. Without `std` there is no thread identity, so nobody waits.
+//!   when the walker leaves the node for good, **after everything below it is cancelled**
+//!   (invariant W1 below). A `cancel()` that loses the race, or a walker that meets a child
+//!   someone else is walking, waits for it to clear, so that "once `cancel()` returns, every
+//!   descendant reports cancelled" holds. Waits only ever point down the tree (a DAG, since
+//!   parents are older than children), so walkers cannot wait on each other in a cycle.
+//!
+//! # Deferred entries and abandoned nodes
+//!
+//! A walk started from inside a callback or waker (a *nested* walk: this thread is already
+//! inside another walk) must not wait for a concurrent walk, since that walk could be the one
+//! running its callback, or could be waiting for the outer walk. Without `std` there is no
+//! thread identity, so no walk waits. Such a walker, meeting a child that another thread is
+//! walking, does not release the child's entry: it pushes it back at the tail of the list as
+//! `DEFERRED` (list.rs) and goes on with the other entries. A node whose live entries are done
+//! but which still has deferred ones is *abandoned*: its walker sets `ABANDONED`, keeps
+//! `WALKING` set, and climbs up, deferring the node's own entry in its parent the same way (so
+//! every ancestor on the walker's path stays `WALKING` too). The next walker that reaches an
+//! abandoned node, or a `cancel()` of it that may wait, *adopts* it (clears `ABANDONED` under
+//! the lock, becomes its walker) and finishes the walk, waiting where it may.
+//!
+//! Invariants:
+//!
+//! * **W1.** `WALKING` is clear on a cancelled node only when every descendant is cancelled.
+//!   (A walker clears it only when the node's list is empty; an entry leaves the list either
+//!   released after its target was cancelled and its own `WALKING` was seen clear, or removed by
+//!   its owner, which takes the target out of the subtree.) ADV-5 was a nested walk that
+//!   released a child it had not waited for and cleared `WALKING` above it.
+//! * **W2.** A node has at most one walker: the thread that set `CANCELLED`, or the adopter
+//!   that cleared `ABANDONED` (under the lock). A walker abandons a node only when it is done
+//!   with it, and reads what it needs to climb (`incoming`) before publishing `ABANDONED`.
+//! * **W3.** Every thread that waits for a walk (`WALKING` clear or `ABANDONED` set) is woken:
+//!   it announces itself with `WALK_PARKED` before parking, and whoever clears `WALKING` or sets
+//!   `ABANDONED` clears `WALK_PARKED` in the same operation and wakes the parked threads.
 //! * `WALKER_REF` records that the walker holds one reference on a heap node (taken before the
 //!   first callback or wake-up runs on it), so user code that drops the node's last handle does
 //!   not free it under the walker. If that reference turns out to be the last one when the walker
@@ -30,13 +56,15 @@ use core::ptr;
 use core::task::Waker;
 
 use crate::list::{Entry, Kind};
+use crate::lock::Guard;
 use crate::node::Node;
-use crate::state::{CANCELLED, DRAINED, WALKER_REF, WALKING};
+use crate::park::{self, Backoff};
+use crate::state::{ABANDONED, CANCELLED, DRAINED, LOCKED, WALK_PARKED, WALKER_REF, WALKING};
 
 pub(crate) struct Walk<'a> {
     root: &'a Node,
     cur: *const Node,
-    /// `cur` is locked by us.
+    /// `cur` is locked by us (its guard was kept: `Guard::keep`).
     held: bool,
     done: bool,
     #[cfg(feature = "std")]
@@ -60,8 +88,10 @@ impl Drop for Finish<'_, '_> {
 }
 
 impl<'a> Walk<'a> {
-    /// Start a walk at `root`, which the caller has locked and just cancelled.
-    pub(crate) fn new(root: &'a Node) -> Self {
+    /// Start a walk at the node `g` locks, which the caller has just cancelled (or adopted).
+    pub(crate) fn new(g: Guard<'a>) -> Self {
+        let root = g.node();
+        g.keep();
         Self {
             root,
             cur: root,
@@ -85,7 +115,7 @@ impl<'a> Walk<'a> {
     }
 
     fn call_user(&mut self, f: impl FnOnce()) {
-        crate::node::debug_assert_no_lock_held();
+        crate::lock::debug_assert_no_lock_held();
         #[cfg(feature = "std")]
         {
             if let Err(payload) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f))
@@ -99,23 +129,26 @@ impl<'a> Walk<'a> {
     }
 
     /// Leave `cur`, whose list is empty (or which we left `DRAINED`): clear the walker bits
-    /// (and unlock it if `locked`), drop the walker's reference, release the entry we came
-    /// through and move up. Returns `true` when the walk is over.
+    /// (unlocking it if `g` is its guard), drop the walker's reference, release the entry we
+    /// came through and move up. Returns `true` when the walk is over.
     ///
     /// `cur_ptr` is a raw pointer, not a reference: we may free the node here, and a reference
     /// argument would have to stay valid for the whole call.
-    fn leave(&mut self, cur_ptr: *const Node, locked: bool) -> bool {
+    fn leave(&mut self, cur_ptr: *const Node, g: Option<Guard<'_>>) -> bool {
         // SAFETY: alive until we release its entry / free it below; not used after that.
         let cur = unsafe { &*cur_ptr };
-        const MINE: usize = WALKING | WALKER_REF | DRAINED;
+        const MINE: usize = WALKING | WALKER_REF | DRAINED | WALK_PARKED;
+        let is_root = ptr::eq(cur, self.root);
+        // Read before clearing WALKING (for a multi-parent node, `scratch` is ours until then).
+        let incoming = (!is_root).then(|| incoming(cur));
+        let old = match g {
+            Some(g) => g.unlock_clearing(MINE),
+            None => cur.clear_flags_release(MINE),
+        };
+        walk_ended(cur, old);
         #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
-        let st = cur.state_relaxed();
-        if ptr::eq(cur, self.root) {
-            if locked {
-                cur.unlock_clearing(MINE);
-            } else {
-                cur.clear_flags_release(MINE);
-            }
+        let st = old;
+        let Some((from, up)) = incoming else {
             // The root is borrowed by our caller, who holds a reference if it is on the heap,
             // so ours is never the last one.
             #[cfg(feature = "alloc")]
@@ -124,21 +157,15 @@ impl<'a> Walk<'a> {
             }
             self.done = true;
             return true;
-        }
-        let (from, up) = incoming(cur);
-        if locked {
-            cur.unlock_clearing(MINE);
-        } else {
-            cur.clear_flags_release(MINE);
-        }
+        };
         #[cfg(feature = "alloc")]
         if st & WALKER_REF != 0 && cur.ref_dec_unless_last() {
             // Nobody else can reach `cur`: release our entry, free it, and take over its
             // reference on `up` (a drop of `up` here would wait on our own TAKEN entry).
-            Node::release_entry(from);
+            Entry::release(from);
             let dead = self.cur;
             // Freeing an extension node runs its crate's code.
-            crate::node::debug_assert_no_lock_held();
+            crate::lock::debug_assert_no_lock_held();
             // Move on first, so that if anything below unwinds, `Finish` resumes from `up`
             // and never touches the freed node.
             self.cur = up;
@@ -152,8 +179,46 @@ impl<'a> Walk<'a> {
             return false;
         }
         // After this store `cur` may be freed; we never touch it again.
-        Node::release_entry(from);
+        Entry::release(from);
         self.cur = up;
+        false
+    }
+
+    /// Leave `cur` (locked by `g`), whose only entries left are `DEFERRED`, to a later walker
+    /// (module docs, "Deferred entries and abandoned nodes"): keep `WALKING`, set `ABANDONED`,
+    /// and defer our own entry in the parent. Returns `true` when the walk is over.
+    fn abandon(&mut self, cur_ptr: *const Node, g: Guard<'_>) -> bool {
+        // SAFETY: alive: we hold its entry TAKEN, or it is the root.
+        let cur = unsafe { &*cur_ptr };
+        let is_root = ptr::eq(cur, self.root);
+        // W2: read the way up before an adopter can take the node over.
+        let incoming = (!is_root).then(|| incoming(cur));
+        // The walker's reference goes before we let go of the node (an adopter may finish and
+        // free it). If it were the last one (impossible while entries are listed: each implies
+        // a reference), keep it and leave `WALKER_REF` for the adopter.
+        #[cfg(feature = "alloc")]
+        let keep_ref = g.seen() & WALKER_REF != 0 && cur.ref_dec_unless_last();
+        #[cfg(not(feature = "alloc"))]
+        let keep_ref = false;
+        let drop_flags = DRAINED | WALK_PARKED | if keep_ref { 0 } else { WALKER_REF };
+        let old = g.unlock_with(|s| update(s, |v| (v & !(LOCKED | drop_flags)) | ABANDONED));
+        walk_ended(cur, old);
+        let Some((from, up)) = incoming else {
+            self.done = true;
+            return true;
+        };
+        // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
+        let upn = unsafe { &*up };
+        let ug = upn.lock();
+        // SAFETY: the guard holds `up`'s lock; `from` is TAKEN by us, popped from `up`'s list.
+        unsafe { ug.list().push_back_deferred(from) };
+        // `up`'s list is not empty any more: we must lock it to leave it.
+        if ug.seen() & DRAINED != 0 {
+            ug.clear_flags(DRAINED);
+        }
+        ug.keep();
+        self.cur = up;
+        self.held = true;
         false
     }
 
@@ -162,32 +227,42 @@ impl<'a> Walk<'a> {
             // SAFETY: `cur` is the root (borrowed by the caller) or a node we hold TAKEN
             // (invariant 4), so it is alive.
             let cur = unsafe { &*self.cur };
-            // With `critical-section` every node lock masks interrupts (node.rs), so never carry
-            // one into the next step: each stretch with interrupts masked is then one step (a
-            // few list edits, or one batch of wakers taken), whatever the shape of the tree.
-            // The relock below is like the one after a callback.
+            // With `critical-section` every node lock masks interrupts (lock.rs), so never
+            // carry one into the next step: each stretch with interrupts masked is then one
+            // step (a few list edits, or one batch of wakers taken), whatever the shape of the
+            // tree. The relock below is like the one after a callback.
             #[cfg(all(feature = "critical-section", not(loom)))]
             if self.held {
-                cur.unlock();
+                // SAFETY: we kept this lock at the end of the previous step.
+                drop(unsafe { Guard::assume_held(cur) });
                 self.held = false;
             }
-            if !self.held {
+            let g = if self.held {
+                self.held = false;
+                // SAFETY: we kept this lock at the end of the previous step.
+                unsafe { Guard::assume_held(cur) }
+            } else {
                 // We left this node with an empty list when we descended from it, and it is
                 // cancelled, so nothing the walker acts on can have been linked since (only
-                // join waiters may link into a cancelled node): leave it without locking.
+                // join waiters may link into a cancelled node, and only its walker defers).
                 if cur.state_relaxed() & DRAINED != 0 {
-                    if self.leave(self.cur, false) {
+                    if self.leave(self.cur, None) {
                         return;
                     }
                     continue;
                 }
-                cur.lock();
-            }
-            self.held = false;
-            // SAFETY: we hold `cur`'s lock.
-            let popped = unsafe { cur.list().pop_front() };
+                cur.lock()
+            };
+            // SAFETY: the guard holds `cur`'s lock.
+            let popped = unsafe { g.list().pop_front_live() };
             let Some(e) = popped else {
-                if self.leave(self.cur, true) {
+                // SAFETY: as above.
+                let done = if unsafe { g.list().is_empty() } {
+                    self.leave(self.cur, Some(g))
+                } else {
+                    self.abandon(self.cur, g)
+                };
+                if done {
                     return;
                 }
                 continue;
@@ -195,61 +270,15 @@ impl<'a> Walk<'a> {
             // SAFETY: `e` is TAKEN by us, so it stays valid until we release it.
             let kind = unsafe { (*e).kind() };
             match kind {
-                Kind::Child | Kind::Link => {
-                    // A raw pointer with the provenance the entry was pushed with: if the
-                    // walker ends up freeing this node, it must do so through it.
-                    let target_ptr = target_of(e, kind);
-                    // SAFETY: `cur` is cancelled (we are walking it) and we hold its lock.
-                    let reason = unsafe { cur.reason_unchecked() };
-                    // SAFETY: the target is kept alive by its TAKEN entry.
-                    let target = unsafe { &*target_ptr };
-                    // Hand over hand: lock the child while still holding the parent. This is
-                    // the only place two node locks are held; the order is always parent ->
-                    // child (node.rs, lock ordering).
-                    let st = target.lock();
-                    if st & CANCELLED != 0 {
-                        // Someone else cancelled it and walks it (invariant 5). Wait for them
-                        // to finish while our TAKEN entry keeps the target alive.
-                        target.unlock();
-                        cur.unlock();
-                        wait_walk(target, 1);
-                        Node::release_entry(e);
-                        continue;
-                    }
-                    // SAFETY: we hold the target's lock.
-                    if unsafe { target.list().is_empty() } {
-                        // A leaf: cancel it and unlock it in one step; it has nothing to walk,
-                        // so we stay on `cur` (still locked) and never climb back.
-                        // SAFETY: target locked and not cancelled.
-                        unsafe { target.publish_cancel_leaf(reason) };
-                        Node::release_entry(e);
-                        self.held = true;
-                        continue;
-                    }
-                    // SAFETY: target locked and not cancelled.
-                    unsafe { target.publish_cancel(reason) };
-                    // SAFETY: `e` is TAKEN by us, so its `prev` word is ours.
-                    unsafe { (*e).set_popped_from(self.cur) };
-                    if kind == Kind::Link {
-                        target.entry.set_scratch(e);
-                    }
-                    // SAFETY: we still hold `cur`'s lock.
-                    if unsafe { cur.list().is_empty() } {
-                        cur.unlock_setting(DRAINED);
-                    } else {
-                        cur.unlock();
-                    }
-                    self.cur = target_ptr;
-                    self.held = true;
-                }
+                Kind::Child | Kind::Link => self.child(g, e, kind),
                 Kind::Callback => {
                     // SAFETY: lock held and `e` is a TAKEN callback entry.
-                    unsafe { crate::callback::prepare(e) };
+                    unsafe { crate::callback::prepare(e, &g) };
                     // SAFETY: `cur` is cancelled and locked.
                     let reason = unsafe { cur.reason_unchecked() };
                     #[cfg(feature = "alloc")]
                     cur.hold_for_walker();
-                    cur.unlock();
+                    drop(g);
                     // SAFETY: `e` is a TAKEN callback entry; `run` releases it.
                     self.call_user(|| unsafe { crate::callback::run(e, &reason) });
                 }
@@ -264,20 +293,20 @@ impl<'a> Walk<'a> {
                     #[cfg(feature = "alloc")]
                     cur.hold_for_walker();
                     loop {
-                        // SAFETY: `e` is a TAKEN waiter entry.
-                        wakers[n] = unsafe { crate::wait::take_waker(e) };
+                        // SAFETY: `e` is a TAKEN waiter entry; the guard holds the lock.
+                        wakers[n] = unsafe { crate::wait::take_waker(e, &g) };
                         n += 1;
-                        Node::release_entry(e);
-                        // SAFETY: we hold `cur`'s lock.
-                        match unsafe { cur.list().front_kind() } {
+                        Entry::release_locked(e, &g);
+                        // SAFETY: the guard holds `cur`'s lock.
+                        match unsafe { g.list().front_kind() } {
                             Some(Kind::Waiter | Kind::Join) if n < BATCH => {
                                 // SAFETY: lock held; the front entry exists.
-                                e = unsafe { cur.list().pop_front() }.expect("front entry");
+                                e = unsafe { g.list().pop_front() }.expect("front entry");
                             }
                             _ => break,
                         }
                     }
-                    cur.unlock();
+                    drop(g);
                     for w in wakers.iter_mut().take(n) {
                         if let Some(w) = w.take() {
                             self.call_user(|| w.wake());
@@ -287,20 +316,173 @@ impl<'a> Walk<'a> {
             }
         }
     }
+
+    /// Act on a popped child or link entry `e` of `cur` (locked by `g`): cancel its target
+    /// and descend, adopt it if abandoned, release it if its walk is over, or wait for /
+    /// defer it if another thread walks it. Leaves with `held` set on the node to go on with.
+    fn child(&mut self, mut g: Guard<'_>, e: *const Entry, kind: Kind) {
+        // A raw pointer with the provenance the entry was pushed with: if the walker ends up
+        // freeing this node, it must do so through it.
+        let target_ptr = target_of(e, kind);
+        // SAFETY: the target is kept alive by its TAKEN entry.
+        let target = unsafe { &*target_ptr };
+        // SAFETY: `cur` is cancelled (we are walking it) and we hold its lock.
+        let reason = unsafe { g.node().reason_unchecked() };
+        loop {
+            // Hand over hand: lock the child while still holding the parent. This is the only
+            // place two node locks are held; the order is always parent -> child (lock.rs).
+            let tg = target.lock();
+            let st = tg.seen();
+            if st & CANCELLED == 0 {
+                // SAFETY: the guard holds the target's lock.
+                if unsafe { tg.list().is_empty() } {
+                    // A leaf: cancel it and unlock it in one step; it has nothing to walk,
+                    // so we stay on `cur` (still locked) and never climb back.
+                    tg.publish_cancel_leaf(reason);
+                    Entry::release_locked(e, &g);
+                    self.stay(g);
+                    return;
+                }
+                tg.publish_cancel(reason);
+                self.descend(g, tg, e, kind, target_ptr);
+                return;
+            }
+            if st & ABANDONED != 0 {
+                // W2: adopt it; its `WALKING` is still set, and stays set until we leave it.
+                adopt(&tg);
+                self.descend(g, tg, e, kind, target_ptr);
+                return;
+            }
+            if st & WALKING == 0 {
+                // Cancelled and walked to the end by someone else (W1 holds below it).
+                drop(tg);
+                Entry::release_locked(e, &g);
+                self.stay(g);
+                return;
+            }
+            // Another thread walks the target (invariant 5).
+            drop(tg);
+            if !nesting::may_wait(1) {
+                // SAFETY: the guard holds `cur`'s lock; `e` is TAKEN by us, popped from it.
+                unsafe { g.list().push_back_deferred(e) };
+                self.stay(g);
+                return;
+            }
+            // Wait for it while our TAKEN entry keeps the target alive, then look again.
+            let cur = g.node();
+            drop(g);
+            wait_walk_end(target);
+            g = cur.lock();
+        }
+    }
+
+    /// Stay on the current node, keeping its lock for the next step.
+    fn stay(&mut self, g: Guard<'_>) {
+        g.keep();
+        self.held = true;
+    }
+
+    /// Move into `target` (locked by `tg`, cancelled or adopted by us) through `e`, popped
+    /// from `cur` (locked by `g`).
+    fn descend(
+        &mut self,
+        g: Guard<'_>,
+        tg: Guard<'_>,
+        e: *const Entry,
+        kind: Kind,
+        target_ptr: *const Node,
+    ) {
+        // SAFETY: `e` is TAKEN by us, so its `prev` word is ours.
+        unsafe { (*e).set_popped_from(self.cur) };
+        if kind == Kind::Link {
+            tg.node().entry.set_scratch(e);
+        }
+        // SAFETY: the guard holds `cur`'s lock.
+        if unsafe { g.list().is_empty() } {
+            g.unlock_setting(DRAINED);
+        } else {
+            drop(g);
+        }
+        tg.keep();
+        self.cur = target_ptr;
+        self.held = true;
+    }
 }
 
 /// How many wakers the walker takes per lock hold.
 const BATCH: usize = 32;
 
-/// Wait until nobody walks `node` any more, unless this thread is inside a walk other than
-/// the caller's own (`own` is 1 when called by a walker, 0 otherwise).
-pub(crate) fn wait_walk(node: &Node, own: u32) {
-    if !nesting::may_wait(own) {
+/// `update` on a raw state word (for `Guard::unlock_with`): CAS loop, `Release`.
+fn update(s: &crate::loom::atomic::AtomicUsize, f: impl Fn(usize) -> usize) -> usize {
+    use crate::loom::atomic::Ordering::{Relaxed, Release};
+    let mut cur = s.load(Relaxed);
+    loop {
+        match s.compare_exchange_weak(cur, f(cur), Release, Relaxed) {
+            Ok(old) => return old,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// The parking key of a node's walk: inside its state word, one past the lock's key.
+fn walk_key(node: &Node) -> usize {
+    core::ptr::from_ref(node.state_word()) as usize + 1
+}
+
+/// After an operation that cleared `WALKING` or set `ABANDONED` (and cleared `WALK_PARKED`),
+/// with old word `old`: wake the threads waiting for the walk (W3). Uses only the address.
+fn walk_ended(node: &Node, old: usize) {
+    if old & WALK_PARKED != 0 {
+        park::wake_all(walk_key(node));
+    }
+}
+
+/// Wait until `node`'s walk is over (`WALKING` clear) or abandoned (`ABANDONED` set).
+fn wait_walk_end(node: &Node) {
+    let mut b = Backoff::new();
+    loop {
+        let st = node.state_acquire();
+        if st & WALKING == 0 || st & ABANDONED != 0 {
+            return;
+        }
+        if b.spin() {
+            continue;
+        }
+        if st & WALK_PARKED == 0 && !node.try_set_flags(st, WALK_PARKED) {
+            continue;
+        }
+        park::park(walk_key(node), || {
+            node.state_relaxed() & (WALKING | ABANDONED | WALK_PARKED) == WALKING | WALK_PARKED
+        });
+    }
+}
+
+/// Become the walker of the abandoned node `g` locks (W2): its deferred entries are ours now.
+fn adopt(g: &Guard<'_>) {
+    g.clear_flags(ABANDONED);
+    // SAFETY: the guard holds the lock.
+    unsafe { g.list().undefer_all() };
+}
+
+/// For a `cancel()` that found `node` already cancelled: unless this thread is inside a walk,
+/// wait until the walk of `node`'s subtree is over, finishing it ourselves if it was abandoned.
+pub(crate) fn finish_walk(node: &Node) {
+    if !nesting::may_wait(0) {
         return;
     }
-    let mut spins = 0;
-    while node.spin_state_acquire() & WALKING != 0 {
-        crate::loom::relax(&mut spins);
+    loop {
+        wait_walk_end(node);
+        if node.state_acquire() & WALKING == 0 {
+            return;
+        }
+        let g = node.lock();
+        if g.seen() & ABANDONED == 0 {
+            // Adopted by someone else meanwhile (or its walk ended): wait for them.
+            continue;
+        }
+        adopt(&g);
+        Walk::new(g).run();
+        return;
     }
 }
 

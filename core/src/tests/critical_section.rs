@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 use std::vec::Vec;
 
-use crate::node::lock_depth;
+use crate::lock::lock_depth;
 use crate::{AnyOf, Callback, CancelSource, ChildNode, Node, Reason};
 
 /// Depths seen by user code; each must be 0.
@@ -330,7 +330,7 @@ fn an_interrupt_cancel_waits_until_the_lock_is_released() {
     let (started_tx, started_rx) = mpsc::channel();
     let done = Arc::new(AtomicBool::new(false));
 
-    held.lock();
+    let guard = held.lock();
     // Nothing may panic while the lock is held (the critical section would never be left and
     // every other test would block), so look first and assert after the unlock.
     let depth = lock_depth();
@@ -348,7 +348,7 @@ fn an_interrupt_cancel_waits_until_the_lock_is_released() {
     thread::sleep(Duration::from_millis(100));
     // Still inside our critical section: the "interrupt" must not have run at all.
     let ran_early = done.load(SeqCst) || other.is_cancelled() || held.is_cancelled();
-    held.unlock();
+    drop(guard);
     assert_unlocked();
     assert_eq!(depth, 1);
     assert!(started);

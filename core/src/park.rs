@@ -1,0 +1,136 @@
+//! Waiting for another thread: spin a bounded number of times, then block until woken.
+//!
+//! The one place that names `parking_lot_core`. Every wait in the crate (a contended node
+//! lock, a walker's entry to be released, a concurrent walk to finish) has the same shape:
+//! a condition read from an atomic, which another thread ends with one read-modify-write
+//! that also tells it whether anyone announced a wait. So a waiter
+//!
+//! 1. re-checks the condition, spinning with [`SpinWait`] (a few CPU hints, then a few
+//!    `yield`s: about 10 rounds in all), so a short hold never costs a system call;
+//! 2. then *announces* itself by setting a "someone is parked here" bit in the same atomic
+//!    (a CAS that only succeeds while the condition still holds);
+//! 3. then parks on the atomic's address with a `validate` closure that re-reads the word
+//!    under the parking lot's queue lock and sleeps only if the condition and the bit both
+//!    still hold.
+//!
+//! The thread that ends the condition clears the bit in the same read-modify-write and, if
+//! the old value had it, calls [`wake_all`] (or [`wake_one`]). Because `validate` runs under
+//! the queue lock that `wake_*` also takes, a waiter either sees the condition end in
+//! `validate` (and does not sleep) or is already queued when the wake-up looks for it: no
+//! wake-up is lost. Spurious wake-ups are harmless: every waiter loops on the condition.
+//!
+//! Why block at all: a spinner with a higher real-time priority than the holder never lets the
+//! holder run on a shared CPU (`sched_yield` does not yield to a lower priority), so an
+//! unbounded spin is a livelock under `SCHED_FIFO` (issue 11; `tests/tests/rt_priority.rs`).
+//!
+//! Without `std` there is nothing to block on: waits spin with `core::hint::spin_loop` (on a
+//! single core, the `critical-section` feature makes every node lock a critical section, so a
+//! lock is never found held). Under loom, waits yield to loom's scheduler instead of blocking.
+//!
+//! Keys: a parking key is the address of the atomic the waiter watches, plus a small offset
+//! when one atomic carries two conditions (the node lock and the walk share the state word).
+//! The offsets stay inside the atomic, so no two conditions of different objects share a key.
+#![allow(unsafe_code)]
+
+/// Spin-then-block backoff for one wait.
+pub(crate) struct Backoff {
+    #[cfg(all(feature = "std", not(loom)))]
+    spin: parking_lot_core::SpinWait,
+}
+
+impl Backoff {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(all(feature = "std", not(loom)))]
+            spin: parking_lot_core::SpinWait::new(),
+        }
+    }
+
+    /// Back off once. Returns `false` when the spin budget is spent and the caller should
+    /// announce itself and [`park`]. Without `std` (or under loom) it never runs out.
+    #[inline]
+    pub(crate) fn spin(&mut self) -> bool {
+        #[cfg(all(feature = "std", not(loom)))]
+        {
+            self.spin.spin()
+        }
+        #[cfg(loom)]
+        {
+            loom::thread::yield_now();
+            true
+        }
+        #[cfg(all(not(feature = "std"), not(loom)))]
+        {
+            core::hint::spin_loop();
+            true
+        }
+    }
+}
+
+/// Whether [`park`] can block (with `std`, outside loom). Without it, callers never announce
+/// a wait, since [`Backoff::spin`] never runs out.
+pub(crate) const CAN_PARK: bool = cfg!(all(feature = "std", not(loom)));
+
+/// Block until woken by [`wake_all`] / [`wake_one`] on `key`, if `still_waiting` (called under
+/// the parking lot's queue lock) returns `true`; return at once otherwise. Spurious returns
+/// are possible: callers re-check their condition.
+///
+/// `still_waiting` must be a plain read of atomics (no panics, no calls into this module).
+#[inline]
+pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
+    #[cfg(all(feature = "std", not(loom)))]
+    {
+        // SAFETY: `still_waiting` only reads atomics (caller's contract), so it neither panics
+        // nor calls into the parking lot; `before_sleep` and `timed_out` do nothing.
+        unsafe {
+            parking_lot_core::park(
+                key,
+                still_waiting,
+                || {},
+                |_, _| {},
+                parking_lot_core::DEFAULT_PARK_TOKEN,
+                None,
+            );
+        }
+    }
+    #[cfg(not(all(feature = "std", not(loom))))]
+    {
+        let _ = (key, still_waiting);
+    }
+}
+
+/// Wake every thread parked on `key`.
+#[inline]
+pub(crate) fn wake_all(key: usize) {
+    #[cfg(all(feature = "std", not(loom)))]
+    // SAFETY: `unpark_all` has no preconditions beyond not being called from `validate`.
+    unsafe {
+        parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
+    }
+    #[cfg(not(all(feature = "std", not(loom))))]
+    let _ = key;
+}
+
+/// Wake one thread parked on `key`; `none_left` runs under the queue lock when no other thread
+/// stays parked on `key` (the caller clears its "parked" bit there).
+///
+/// `none_left` must be a plain atomic update (no panics, no calls into this module).
+#[inline]
+pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
+    #[cfg(all(feature = "std", not(loom)))]
+    // SAFETY: the callback only updates an atomic (caller's contract).
+    unsafe {
+        parking_lot_core::unpark_one(key, |r| {
+            if !r.have_more_threads {
+                none_left();
+            }
+            parking_lot_core::DEFAULT_UNPARK_TOKEN
+        });
+    }
+    #[cfg(not(all(feature = "std", not(loom))))]
+    {
+        let _ = key;
+        none_left();
+    }
+}

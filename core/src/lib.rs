@@ -41,7 +41,7 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", loom))]
 extern crate std;
 
 /// `const fn` normally, plain `fn` under loom (whose atomics are not `const`).

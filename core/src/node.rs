@@ -37,10 +37,14 @@
 //!    alive by its owner until the walker stores `RELEASED` (list.rs invariant 3). A node the
 //!    walker has descended into stays `TAKEN` until the walker climbs out, so the walker can
 //!    always climb back to a live parent.
-//! 5. **One walker per node.** Only the thread that set a node's `CANCELLED` bit walks its
-//!    list. Other walkers that pop a child which is already cancelled release it at once.
+//! 5. **One walker per node.** The thread that set a node's `CANCELLED` bit walks its list, or
+//!    the one that adopted it after its walker abandoned it (walk.rs W2). A walker that pops a
+//!    child which is already cancelled adopts it (abandoned), releases it (walk over), waits
+//!    for it (top-level walk) or defers it (nested walk).
 //! 6. **Child count.** `entry.aux` of a node counts the child and link entries that hang off
 //!    it and have not dropped yet; it changes only under the node's own lock.
+//! 7. **Walk complete means subtree cancelled** (walk.rs W1): `WALKING` is clear on a
+//!    cancelled node only when every descendant is cancelled.
 //!
 //! # Lock ordering and contention
 //!
@@ -169,9 +173,12 @@ impl Node {
     /// reports cancelled: if another thread is still cancelling this node or a part of the
     /// subtree, this call waits for it to finish. The one exception is a call made from inside
     /// a callback or waker that a cancellation is running on this same thread (that
-    /// cancellation may be the one it would wait for); it returns without waiting. Without
-    /// `std` there is no thread identity, so calls never wait, and a part of the subtree being
-    /// cancelled by another call is finished by that call.
+    /// cancellation may be the one it would wait for); it returns without waiting, and leaves
+    /// any part of the subtree that another thread is still cancelling to the next call that
+    /// may wait: a later `cancel()` of this node or of an ancestor, made outside every callback,
+    /// finishes it before returning. Without `std` there is no thread identity, so calls never
+    /// wait; a part of the subtree being cancelled by another call is finished by that call, or
+    /// by a later cancel of this node or an ancestor.
     ///
     /// # Panics
     ///

@@ -25,7 +25,11 @@
 //!
 //! Without `std` there is nothing to block on: waits spin with `core::hint::spin_loop` (on a
 //! single core, the `critical-section` feature makes every node lock a critical section, so a
-//! lock is never found held). Under loom, waits yield to loom's scheduler instead of blocking.
+//! lock is never found held). Under loom, the parking lot is a small model of its own (a loom
+//! mutex over a list of `(key, loom::sync::Notify)`, with the same validate-under-the-queue-lock
+//! rule) and waits park at once instead of spinning: loom then explores the announce / validate /
+//! wake protocol itself, and a lost wake-up is a deadlock loom reports; it also keeps spin loops
+//! out of the models' state space.
 //!
 //! Keys: a parking key is the address of the atomic the waiter watches, plus a small offset
 //! when one atomic carries two conditions (the node lock and the walk share the state word).
@@ -48,7 +52,8 @@ impl Backoff {
     }
 
     /// Back off once. Returns `false` when the spin budget is spent and the caller should
-    /// announce itself and [`park`]. Without `std` (or under loom) it never runs out.
+    /// announce itself and [`park`]. Without `std` it never runs out; under loom it is spent
+    /// at once (see the module docs).
     #[inline]
     pub(crate) fn spin(&mut self) -> bool {
         #[cfg(all(feature = "std", not(loom)))]
@@ -57,8 +62,7 @@ impl Backoff {
         }
         #[cfg(loom)]
         {
-            loom::thread::yield_now();
-            true
+            false
         }
         #[cfg(all(not(feature = "std"), not(loom)))]
         {
@@ -68,9 +72,9 @@ impl Backoff {
     }
 }
 
-/// Whether [`park`] can block (with `std`, outside loom). Without it, callers never announce
+/// Whether [`park`] can block (with `std`, and under loom). Without it, callers never announce
 /// a wait, since [`Backoff::spin`] never runs out.
-pub(crate) const CAN_PARK: bool = cfg!(all(feature = "std", not(loom)));
+pub(crate) const CAN_PARK: bool = cfg!(any(feature = "std", loom));
 
 /// Block until woken by [`wake_all`] / [`wake_one`] on `key`, if `still_waiting` (called under
 /// the parking lot's queue lock) returns `true`; return at once otherwise. Spurious returns
@@ -94,7 +98,9 @@ pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
             );
         }
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(loom)]
+    lot::park(key, still_waiting);
+    #[cfg(all(not(feature = "std"), not(loom)))]
     {
         let _ = (key, still_waiting);
     }
@@ -108,7 +114,9 @@ pub(crate) fn wake_all(key: usize) {
     unsafe {
         parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(loom)]
+    lot::wake(key, false, || {});
+    #[cfg(all(not(feature = "std"), not(loom)))]
     let _ = key;
 }
 
@@ -128,9 +136,60 @@ pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
             parking_lot_core::DEFAULT_UNPARK_TOKEN
         });
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(loom)]
+    lot::wake(key, true, none_left);
+    #[cfg(all(not(feature = "std"), not(loom)))]
     {
         let _ = key;
         none_left();
+    }
+}
+
+/// The parking lot under loom: one queue of `(key, notify)` behind a loom mutex, which plays
+/// the part of `parking_lot_core`'s bucket lock (`validate` and the wake-up's callback run under
+/// it).
+#[cfg(loom)]
+mod lot {
+    use loom::sync::{Arc, Mutex, Notify};
+    use std::vec::Vec;
+
+    loom::lazy_static! {
+        static ref LOT: Mutex<Vec<(usize, Arc<Notify>)>> = Mutex::new(Vec::new());
+    }
+
+    pub(super) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
+        let me = {
+            let mut q = LOT.lock().unwrap();
+            if !still_waiting() {
+                return;
+            }
+            let me = Arc::new(Notify::new());
+            q.push((key, me.clone()));
+            me
+        };
+        // loom's `Notify` may wake spuriously; `parking_lot_core::park` returns only once a
+        // wake-up took the thread off the queue, so wait until ours did.
+        loop {
+            me.wait();
+            if !LOT.lock().unwrap().iter().any(|(_, n)| Arc::ptr_eq(n, &me)) {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn wake(key: usize, one: bool, none_left: impl FnOnce()) {
+        let mut q = LOT.lock().unwrap();
+        let mut woke = false;
+        q.retain(|(k, n)| {
+            if *k != key || (one && woke) {
+                return true;
+            }
+            n.notify();
+            woke = true;
+            false
+        });
+        if !q.iter().any(|(k, _)| *k == key) {
+            none_left();
+        }
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! The window is a couple of instructions, so on real threads this test rarely fails; run it
 //! under Miri with many seeds and a high preemption rate, or see the loom model
-//! in `core/tests/adv1_loom.rs` (same scenario) which finds it deterministically.
+//! `adv1_owned_waiter_drop_vs_walker_hold` in `core/tests/loom_matrix.rs` (same scenario) which finds it deterministically.
 //!
 //! Fixed: the walker takes its reference while it still holds the entry `TAKEN` (so the owner's
 //! own reference keeps the count above zero), and `hold_for_walker` is a never-from-zero CAS.

@@ -25,7 +25,10 @@
 //!
 //! Without `std` there is nothing to block on: waits spin with `core::hint::spin_loop` (on a
 //! single core, the `critical-section` feature makes every node lock a critical section, so a
-//! lock is never found held). Under loom, waits yield to loom's scheduler instead of blocking.
+//! lock is never found held). Under loom, waits yield to loom's scheduler instead of blocking;
+//! under shuttle, to shuttle's (`shuttle::thread::yield_now`: a parked OS thread would stop
+//! every shuttle thread, since they all run on it, and shuttle's PCT scheduler needs the yield
+//! to know a spinning thread waits for another).
 //!
 //! Keys: a parking key is the address of the atomic the waiter watches, plus a small offset
 //! when one atomic carries two conditions (the node lock and the walk share the state word).
@@ -34,7 +37,7 @@
 
 /// Spin-then-block backoff for one wait.
 pub(crate) struct Backoff {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     spin: parking_lot_core::SpinWait,
 }
 
@@ -42,16 +45,17 @@ impl Backoff {
     #[inline]
     pub(crate) fn new() -> Self {
         Self {
-            #[cfg(all(feature = "std", not(loom)))]
+            #[cfg(all(feature = "std", not(any(loom, shuttle))))]
             spin: parking_lot_core::SpinWait::new(),
         }
     }
 
     /// Back off once. Returns `false` when the spin budget is spent and the caller should
-    /// announce itself and [`park`]. Without `std` (or under loom) it never runs out.
+    /// announce itself and [`park`]. Without `std` (or under loom or shuttle) it never runs
+    /// out.
     #[inline]
     pub(crate) fn spin(&mut self) -> bool {
-        #[cfg(all(feature = "std", not(loom)))]
+        #[cfg(all(feature = "std", not(any(loom, shuttle))))]
         {
             self.spin.spin()
         }
@@ -60,7 +64,12 @@ impl Backoff {
             loom::thread::yield_now();
             true
         }
-        #[cfg(all(not(feature = "std"), not(loom)))]
+        #[cfg(shuttle)]
+        {
+            shuttle::thread::yield_now();
+            true
+        }
+        #[cfg(all(not(feature = "std"), not(any(loom, shuttle))))]
         {
             core::hint::spin_loop();
             true
@@ -68,9 +77,9 @@ impl Backoff {
     }
 }
 
-/// Whether [`park`] can block (with `std`, outside loom). Without it, callers never announce
-/// a wait, since [`Backoff::spin`] never runs out.
-pub(crate) const CAN_PARK: bool = cfg!(all(feature = "std", not(loom)));
+/// Whether [`park`] can block (with `std`, outside loom and shuttle). Without it, callers never
+/// announce a wait, since [`Backoff::spin`] never runs out.
+pub(crate) const CAN_PARK: bool = cfg!(all(feature = "std", not(any(loom, shuttle))));
 
 /// Block until woken by [`wake_all`] / [`wake_one`] on `key`, if `still_waiting` (called under
 /// the parking lot's queue lock) returns `true`; return at once otherwise. Spurious returns
@@ -79,7 +88,7 @@ pub(crate) const CAN_PARK: bool = cfg!(all(feature = "std", not(loom)));
 /// `still_waiting` must be a plain read of atomics (no panics, no calls into this module).
 #[inline]
 pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     {
         // SAFETY: `still_waiting` only reads atomics (caller's contract), so it neither panics
         // nor calls into the parking lot; `before_sleep` and `timed_out` do nothing.
@@ -94,7 +103,7 @@ pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
             );
         }
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(not(all(feature = "std", not(any(loom, shuttle)))))]
     {
         let _ = (key, still_waiting);
     }
@@ -103,12 +112,12 @@ pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
 /// Wake every thread parked on `key`.
 #[inline]
 pub(crate) fn wake_all(key: usize) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     // SAFETY: `unpark_all` has no preconditions beyond not being called from `validate`.
     unsafe {
         parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(not(all(feature = "std", not(any(loom, shuttle)))))]
     let _ = key;
 }
 
@@ -118,7 +127,7 @@ pub(crate) fn wake_all(key: usize) {
 /// `none_left` must be a plain atomic update (no panics, no calls into this module).
 #[inline]
 pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     // SAFETY: the callback only updates an atomic (caller's contract).
     unsafe {
         parking_lot_core::unpark_one(key, |r| {
@@ -128,7 +137,7 @@ pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
             parking_lot_core::DEFAULT_UNPARK_TOKEN
         });
     }
-    #[cfg(not(all(feature = "std", not(loom))))]
+    #[cfg(not(all(feature = "std", not(any(loom, shuttle)))))]
     {
         let _ = key;
         none_left();

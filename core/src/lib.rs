@@ -44,18 +44,20 @@ extern crate alloc;
 #[cfg(any(feature = "std", loom))]
 extern crate std;
 
-/// `const fn` normally, plain `fn` under loom (whose atomics are not `const`).
+/// `const fn` normally, plain `fn` under loom (whose atomics are not `const`) and shuttle
+/// (whose atomics belong to one execution: a `static` node would carry its state and vector
+/// clocks into the next one).
 macro_rules! loom_const_fn {
     (
         $(#[$meta:meta])*
         $vis:vis fn $name:ident($($arg:ident: $T:ty),*) -> $Ret:ty $body:block
     ) => {
         $(#[$meta])*
-        #[cfg(not(loom))]
+        #[cfg(not(any(loom, shuttle)))]
         $vis const fn $name($($arg: $T),*) -> $Ret $body
 
         $(#[$meta])*
-        #[cfg(loom)]
+        #[cfg(any(loom, shuttle))]
         $vis fn $name($($arg: $T),*) -> $Ret $body
     };
 }

@@ -1,9 +1,20 @@
-//! The one place that names `core::sync`, `std::thread` or `loom`.
+//! The one place that names `core::sync`, `std::thread`, `loom` or `shuttle`.
 //!
 //! Every atomic, cell and spin hint in the crate comes from here, so that building with
 //! `RUSTFLAGS="--cfg loom"` swaps them all for `loom`'s model-checked versions. In a normal
 //! build, [`model`] just runs its closure, so the loom models also run under `cargo test`.
+//!
+//! Under `RUSTFLAGS="--cfg shuttle"` the atomics, the spin hint (a yield to shuttle's
+//! scheduler) and the thread ids come from `shuttle` instead, for randomized schedule
+//! exploration (`core/tests/shuttle.rs`). Shuttle runs every atomic operation as `SeqCst`, so
+//! it explores interleavings of the threads, not weak memory: orderings are loom's job. Cells
+//! stay `core`'s (shuttle does not track them). Shuttle builds need the `std` feature.
 #![allow(dead_code, unreachable_pub, unused_imports)]
+
+#[cfg(all(loom, shuttle))]
+compile_error!("cutoff: `--cfg loom` and `--cfg shuttle` are exclusive");
+#[cfg(all(shuttle, not(feature = "std")))]
+compile_error!("cutoff: `--cfg shuttle` builds need the `std` feature");
 
 #[cfg(loom)]
 mod inner {
@@ -25,11 +36,11 @@ mod inner {
 
 #[cfg(not(loom))]
 mod inner {
-    #[cfg(not(feature = "portable-atomic"))]
+    #[cfg(all(not(feature = "portable-atomic"), not(shuttle)))]
     pub(crate) mod atomic {
         pub(crate) use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
     }
-    #[cfg(feature = "portable-atomic")]
+    #[cfg(all(feature = "portable-atomic", not(shuttle)))]
     pub(crate) mod atomic {
         pub(crate) use portable_atomic::{AtomicU8, AtomicUsize, Ordering, fence};
     }
@@ -54,8 +65,23 @@ mod inner {
         }
     }
 
+    /// Shuttle's atomics (every operation is a scheduling point, run as `SeqCst`).
+    #[cfg(shuttle)]
+    pub(crate) mod atomic {
+        pub(crate) use shuttle::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+    }
+
+    /// Back off in a spin loop. Under shuttle this must yield to its scheduler, or a spinning
+    /// thread never lets the one it waits for run.
+    #[cfg(shuttle)]
+    #[inline]
+    pub(crate) fn relax(_spins: &mut u32) {
+        shuttle::thread::yield_now();
+    }
+
     /// Back off in a spin loop: a CPU hint at first, then (with `std`) a yield to the OS so a
     /// preempted lock holder on a 2-core machine gets to run.
+    #[cfg(not(shuttle))]
     #[inline]
     pub(crate) fn relax(spins: &mut u32) {
         *spins = spins.saturating_add(1);
@@ -67,18 +93,26 @@ mod inner {
         core::hint::spin_loop();
     }
 
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(shuttle)))]
     pub(crate) type ThreadId = std::thread::ThreadId;
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(shuttle)))]
     pub(crate) fn current_thread() -> ThreadId {
         std::thread::current().id()
+    }
+
+    /// Shuttle's threads share one OS thread, so only shuttle's ids tell them apart.
+    #[cfg(shuttle)]
+    pub(crate) type ThreadId = shuttle::thread::ThreadId;
+    #[cfg(shuttle)]
+    pub(crate) fn current_thread() -> ThreadId {
+        shuttle::thread::current().id()
     }
 }
 
 pub(crate) use inner::*;
 
-/// An `AtomicPtr` usable in a `static` (never modelled by loom: it only holds a registry of
-/// `'static` vtables).
+/// An `AtomicPtr` usable in a `static` (never modelled by loom or shuttle: it only holds a
+/// registry of `'static` vtables).
 #[cfg(not(feature = "portable-atomic"))]
 pub(crate) type StaticAtomicPtr<T> = core::sync::atomic::AtomicPtr<T>;
 /// An `AtomicPtr` usable in a `static` (never modelled by loom).

@@ -29,7 +29,10 @@
 //! mutex over a list of `(key, loom::sync::Notify)`, with the same validate-under-the-queue-lock
 //! rule) and waits park at once instead of spinning: loom then explores the announce / validate /
 //! wake protocol itself, and a lost wake-up is a deadlock loom reports; it also keeps spin loops
-//! out of the models' state space.
+//! out of the models' state space. Under shuttle, waits yield to shuttle's scheduler
+//! (`shuttle::thread::yield_now`: a parked OS thread would stop every shuttle thread, since they
+//! all run on it, and shuttle's PCT scheduler needs the yield to know a spinning thread waits for
+//! another).
 //!
 //! Keys: a parking key is the address of the atomic the waiter watches, plus a small offset
 //! when one atomic carries two conditions (the node lock and the walk share the state word).
@@ -38,7 +41,7 @@
 
 /// Spin-then-block backoff for one wait.
 pub(crate) struct Backoff {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     spin: parking_lot_core::SpinWait,
 }
 
@@ -46,17 +49,17 @@ impl Backoff {
     #[inline]
     pub(crate) fn new() -> Self {
         Self {
-            #[cfg(all(feature = "std", not(loom)))]
+            #[cfg(all(feature = "std", not(any(loom, shuttle))))]
             spin: parking_lot_core::SpinWait::new(),
         }
     }
 
     /// Back off once. Returns `false` when the spin budget is spent and the caller should
-    /// announce itself and [`park`]. Without `std` it never runs out; under loom it is spent
-    /// at once (see the module docs).
+    /// announce itself and [`park`]. Without `std` (or under shuttle) it never runs out; under
+    /// loom it is spent at once (see the module docs).
     #[inline]
     pub(crate) fn spin(&mut self) -> bool {
-        #[cfg(all(feature = "std", not(loom)))]
+        #[cfg(all(feature = "std", not(any(loom, shuttle))))]
         {
             self.spin.spin()
         }
@@ -64,7 +67,12 @@ impl Backoff {
         {
             false
         }
-        #[cfg(all(not(feature = "std"), not(loom)))]
+        #[cfg(shuttle)]
+        {
+            shuttle::thread::yield_now();
+            true
+        }
+        #[cfg(all(not(feature = "std"), not(any(loom, shuttle))))]
         {
             core::hint::spin_loop();
             true
@@ -72,9 +80,9 @@ impl Backoff {
     }
 }
 
-/// Whether [`park`] can block (with `std`, and under loom). Without it, callers never announce
-/// a wait, since [`Backoff::spin`] never runs out.
-pub(crate) const CAN_PARK: bool = cfg!(any(feature = "std", loom));
+/// Whether [`park`] can block (with `std`, and under loom; not under shuttle). Without it,
+/// callers never announce a wait, since [`Backoff::spin`] never runs out.
+pub(crate) const CAN_PARK: bool = cfg!(any(loom, all(feature = "std", not(shuttle))));
 
 /// Block until woken by [`wake_all`] / [`wake_one`] on `key`, if `still_waiting` (called under
 /// the parking lot's queue lock) returns `true`; return at once otherwise. Spurious returns
@@ -83,7 +91,7 @@ pub(crate) const CAN_PARK: bool = cfg!(any(feature = "std", loom));
 /// `still_waiting` must be a plain read of atomics (no panics, no calls into this module).
 #[inline]
 pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     {
         // SAFETY: `still_waiting` only reads atomics (caller's contract), so it neither panics
         // nor calls into the parking lot; `before_sleep` and `timed_out` do nothing.
@@ -100,7 +108,7 @@ pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
     }
     #[cfg(loom)]
     lot::park(key, still_waiting);
-    #[cfg(all(not(feature = "std"), not(loom)))]
+    #[cfg(not(any(loom, all(feature = "std", not(any(loom, shuttle))))))]
     {
         let _ = (key, still_waiting);
     }
@@ -109,14 +117,14 @@ pub(crate) fn park(key: usize, still_waiting: impl FnOnce() -> bool) {
 /// Wake every thread parked on `key`.
 #[inline]
 pub(crate) fn wake_all(key: usize) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     // SAFETY: `unpark_all` has no preconditions beyond not being called from `validate`.
     unsafe {
         parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
     }
     #[cfg(loom)]
     lot::wake(key, false, || {});
-    #[cfg(all(not(feature = "std"), not(loom)))]
+    #[cfg(not(any(loom, all(feature = "std", not(any(loom, shuttle))))))]
     let _ = key;
 }
 
@@ -126,7 +134,7 @@ pub(crate) fn wake_all(key: usize) {
 /// `none_left` must be a plain atomic update (no panics, no calls into this module).
 #[inline]
 pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
-    #[cfg(all(feature = "std", not(loom)))]
+    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
     // SAFETY: the callback only updates an atomic (caller's contract).
     unsafe {
         parking_lot_core::unpark_one(key, |r| {
@@ -138,7 +146,7 @@ pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
     }
     #[cfg(loom)]
     lot::wake(key, true, none_left);
-    #[cfg(all(not(feature = "std"), not(loom)))]
+    #[cfg(not(any(loom, all(feature = "std", not(any(loom, shuttle))))))]
     {
         let _ = key;
         none_left();

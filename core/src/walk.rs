@@ -489,7 +489,7 @@ pub(crate) fn finish_walk(node: &Node) {
 /// Per-thread count of walks in progress, so a walk started from inside a callback never waits
 /// for another walk (which could be the one running that callback).
 mod nesting {
-    #[cfg(all(not(loom), feature = "std"))]
+    #[cfg(all(not(loom), not(shuttle), feature = "std"))]
     std::thread_local! {
         static DEPTH: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
     }
@@ -499,29 +499,35 @@ mod nesting {
         static DEPTH: core::cell::Cell<u32> = core::cell::Cell::new(0);
     }
 
-    #[cfg(any(loom, feature = "std"))]
+    // Shuttle's threads share one OS thread: a `std` thread-local would be shared by all.
+    #[cfg(shuttle)]
+    shuttle::thread_local! {
+        static DEPTH: core::cell::Cell<u32> = core::cell::Cell::new(0);
+    }
+
+    #[cfg(any(loom, shuttle, feature = "std"))]
     pub(super) fn enter() {
         DEPTH.with(|d| d.set(d.get() + 1));
     }
 
-    #[cfg(any(loom, feature = "std"))]
+    #[cfg(any(loom, shuttle, feature = "std"))]
     pub(super) fn leave() {
         DEPTH.with(|d| d.set(d.get() - 1));
     }
 
-    #[cfg(any(loom, feature = "std"))]
+    #[cfg(any(loom, shuttle, feature = "std"))]
     pub(super) fn may_wait(own: u32) -> bool {
         DEPTH.with(|d| d.get() <= own)
     }
 
-    #[cfg(not(any(loom, feature = "std")))]
+    #[cfg(not(any(loom, shuttle, feature = "std")))]
     pub(super) fn enter() {}
 
-    #[cfg(not(any(loom, feature = "std")))]
+    #[cfg(not(any(loom, shuttle, feature = "std")))]
     pub(super) fn leave() {}
 
     /// Without thread identity we cannot tell a nested walk from an independent one.
-    #[cfg(not(any(loom, feature = "std")))]
+    #[cfg(not(any(loom, shuttle, feature = "std")))]
     pub(super) fn may_wait(_own: u32) -> bool {
         false
     }

@@ -36,6 +36,7 @@ mem="$target/cutoff-mem.txt"
 paired="$target/cutoff-paired.txt"
 envf="$target/cutoff-env.txt"
 late="$target/cutoff-lateness.txt"
+rt="$target/cutoff-rt.md"
 gof="$target/cutoff-go.txt"
 gonote_f="$target/cutoff-go-note.txt"
 quick_filter='^(is_cancelled|child_create_drop|fanout_cancel|chain_cancel|wake|deadline_create_cancel|seed_result_first)/'
@@ -46,7 +47,7 @@ cargo bench -p cutoff-benches --bench compare --bench timer --bench seed --no-ru
 cargo build -q --release -p cutoff-benches --bins
 
 # Start from a clean slate so a stale result can never be reported as this run's.
-rm -rf "$crit"/{is_cancelled,is_cancelled_threads,child_create_drop,child_create_drop_threads,fanout_cancel,chain_cancel,wake,deadline_create_cancel,deadline_threads,seed_result_first,seed_timeout_first} "$mem" "$paired" "$late" "$gof" "$gonote_f"
+rm -rf "$crit"/{is_cancelled,is_cancelled_threads,child_create_drop,child_create_drop_threads,fanout_cancel,chain_cancel,wake,deadline_create_cancel,deadline_threads,seed_result_first,seed_timeout_first} "$mem" "$paired" "$late" "$rt" "$gof" "$gonote_f"
 
 # What else is running: on a shared 2-core VM this decides how far the numbers can be trusted.
 {
@@ -92,6 +93,11 @@ echo "== paired cross-check (alternating batches)" >&2
 if [[ $full == 1 ]]; then
     echo "== lateness of 1,000 concurrent 1-50 ms timeouts (3 runs)" >&2
     "$target/release/lateness" --out "$late" --runs 3 >&2
+    # Needs root (SCHED_FIFO); without it the report has no real-time section.
+    if [[ "$(id -u)" == 0 ]]; then
+        echo "== real-time latency (two SCHED_FIFO threads on one CPU)" >&2
+        "$target/release/rt_latency" --out "$rt" >&2 || rm -f "$rt"
+    fi
 fi
 echo "== measured in $(($(date +%s) - start)) s" >&2
 echo
@@ -101,7 +107,7 @@ go_args=(--go "$gof")
 [[ -s "$gonote_f" ]] && go_args=(--go-note "$(cat "$gonote_f")")
 if [[ $full == 1 ]]; then
     "$target/release/report" --criterion "$crit" --mem "$mem" --paired "$paired" --env "$envf" \
-        --lateness "$late" "${go_args[@]}" --svg "$root/docs/benchmarks-ratios.svg" \
+        --lateness "$late" --rt "$rt" "${go_args[@]}" --svg "$root/docs/benchmarks-ratios.svg" \
         --markdown "$root/docs/BENCHMARKS.md" --notes "$root/benches/NOTES.md" \
         --command "bash benches/compare.sh --full"
 else

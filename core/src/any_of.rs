@@ -114,8 +114,9 @@ pub(crate) unsafe fn unlink_all(first: *const LinkEntry) {
         // SAFETY: links are contiguous and valid until the owner frees them after this call.
         let link = unsafe { &*cur };
         if link.entry.status() != list::IDLE {
-            // SAFETY: the parent is alive and the link belongs to its list.
-            unsafe { (*link.parent).detach(&link.entry, true) };
+            // SAFETY: the parent is alive and the link belongs to its list; the target is the
+            // node its owner is dropping, alive until this call returns.
+            unsafe { (*link.parent).detach_child(&link.entry, &*link.target()) };
         }
         if link.entry.aux() & LAST != 0 {
             return;

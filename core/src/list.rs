@@ -27,6 +27,12 @@
 //!    entry is released, only while it holds the node's lock. A release made under that lock
 //!    therefore sees the flag with a plain load (no read-modify-write on the walker's hot
 //!    path); a release made without the lock swaps the status. Either one wakes the owner.
+//!    The exception is the entry through which a walker is *inside* a node (the node's
+//!    `WALKING` is set and it is not `ABANDONED`): its owner waits for the node's walk instead
+//!    (node.rs `detach_unref`), never sets `WAITING` on it (a walker that descends through an
+//!    entry clears a `WAITING` set before and wakes the owner, who then waits for the walk),
+//!    and the walker releases it with a plain store ([`Entry::release_walked`]) right before
+//!    the read-modify-write that clears `WALKING` and wakes the walk's waiters.
 #![allow(unsafe_code)]
 
 use core::marker::PhantomPinned;
@@ -158,6 +164,8 @@ impl Entry {
     /// Wait until the walker that holds this entry `TAKEN` has released it. Takes the guard of
     /// the lock of the node whose list the entry belongs to (under which the caller saw
     /// `TAKEN`) and releases it; the caller locks again if it needs to.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn wait_released(&self, g: Guard<'_>) {
         if !crate::park::CAN_PARK {
             drop(g);
@@ -199,6 +207,31 @@ impl Entry {
             }
         } else {
             status.store(RELEASED, Release);
+        }
+    }
+
+    /// Release the entry through which the walker entered a node it is now leaving, right
+    /// before it clears that node's `WALKING` (invariant 6: the owner waits for that clear,
+    /// so a plain `Release` store is enough here).
+    #[inline]
+    pub(crate) fn release_walked(e: *const Entry) {
+        // SAFETY: the walker holds `e` TAKEN (invariant 3) until the store below.
+        let status = unsafe { &(*e).status };
+        debug_assert!(status.load(Relaxed) & WAITING == 0);
+        status.store(RELEASED, Release);
+    }
+
+    /// A walker descends through `e` (TAKEN, popped from the node `_g` locks): an owner that
+    /// set `WAITING` before the node was walked through it must wait for the walk instead
+    /// (invariant 6). Clear the flag and wake it.
+    #[inline]
+    pub(crate) fn entered(e: *const Entry, _g: &Guard<'_>) {
+        // SAFETY: the walker holds `e` TAKEN (invariant 3).
+        let status = unsafe { &(*e).status };
+        if status.load(Relaxed) & WAITING != 0 {
+            status.store(TAKEN, Relaxed);
+            // SAFETY: as above.
+            crate::park::wake_all(unsafe { (*e).key() });
         }
     }
 

@@ -355,39 +355,73 @@ impl Node {
         true
     }
 
-    /// Detach an entry we own from this node's list (waiting for a walker holding it), and if
-    /// it is a child or link entry, uncount it and wake join waiters when it was the last.
+    /// Detach an entry we own from this node's list (waiting for a walker holding it).
     ///
     /// # Safety
-    /// `e` belongs to `self`'s list (linked, taken, released or never linked) and the caller
-    /// owns it.
-    pub(crate) unsafe fn detach(&self, e: &Entry, counted_child: bool) {
+    /// `e` belongs to `self`'s list (linked, taken, deferred, released or never linked) and the
+    /// caller owns it; it is not a child or link entry (those go through
+    /// [`detach_child`](Self::detach_child)).
+    pub(crate) unsafe fn detach(&self, e: &Entry) {
         // SAFETY: forwarded.
-        unsafe { self.detach_unref(e, counted_child, false) };
+        unsafe { self.detach_unref(e, None, false) };
     }
 
-    /// [`detach`](Self::detach), and with `unref` also drop one reference on `self` in the
-    /// same atomic operation as the unlock. Returns `true` if that was the last reference.
+    /// Detach the child or link entry `e` of the node `target` (which the caller owns and is
+    /// dropping) from this node's list, uncount it and wake join waiters when it was the last.
     ///
     /// # Safety
-    /// As for `detach`; with `unref`, the caller owns a reference on `self`.
-    pub(crate) unsafe fn detach_unref(&self, e: &Entry, counted_child: bool, unref: bool) -> bool {
+    /// As for [`detach`](Self::detach), and `e` is `target`'s own entry or one of its links.
+    pub(crate) unsafe fn detach_child(&self, e: &Entry, target: &Node) {
+        // SAFETY: forwarded.
+        unsafe { self.detach_unref(e, Some(target), false) };
+    }
+
+    /// The shared body of [`detach`](Self::detach) and [`detach_child`](Self::detach_child);
+    /// with `unref` it also drops one reference on `self` in the same atomic operation as the
+    /// unlock, and returns `true` if that was the last reference.
+    ///
+    /// A walker that entered `target` through `e` releases `e` with a plain store just before
+    /// it clears `target`'s `WALKING` (walk.rs, `leave`), so while it is inside, the owner
+    /// waits for the walk to end (woken by that clear), not for the release (list.rs
+    /// invariant 6).
+    ///
+    /// # Safety
+    /// As for `detach` / `detach_child`; with `unref`, the caller owns a reference on `self`.
+    pub(crate) unsafe fn detach_unref(
+        &self,
+        e: &Entry,
+        target: Option<&Node>,
+        unref: bool,
+    ) -> bool {
+        // Walked through an entry right now (walk.rs W2): wait for that walk, not the entry.
+        let walked = |t: Option<&Node>| {
+            t.is_some_and(|t| t.state_acquire() & (WALKING | ABANDONED) == WALKING)
+        };
         let mut g = self.lock();
         loop {
-            match e.status() {
-                list::LINKED | list::DEFERRED => {
+            // The status first: a walker releases `e` before it clears `WALKING`.
+            let status = e.status();
+            match (status, walked(target)) {
+                (list::LINKED | list::DEFERRED, _) => {
                     // SAFETY: the guard holds the lock and `e` is in our list.
                     unsafe { g.list().remove(e) };
                     break;
                 }
-                list::TAKEN => {
+                (list::TAKEN | list::RELEASED, true) => {
+                    drop(g);
+                    if let Some(t) = target {
+                        crate::walk::wait_walk_end(t);
+                    }
+                    g = self.lock();
+                }
+                (list::TAKEN, false) => {
                     e.wait_released(g);
                     g = self.lock();
                 }
                 _ => break,
             }
         }
-        if counted_child {
+        if target.is_some() {
             let n = g.child_count() - 1;
             g.set_child_count(n);
             if n == 0 && g.seen() & JOINERS != 0 {
@@ -433,7 +467,7 @@ impl Node {
             let unref = unref && st & COUNTED_PARENT != 0;
             // SAFETY: invariant 1: the parent is alive; our entry belongs to its list; with
             // `unref` we own the reference this node holds on it.
-            unsafe { (*(parent as *const Node)).detach_unref(&self.entry, true, unref) }
+            unsafe { (*(parent as *const Node)).detach_unref(&self.entry, Some(self), unref) }
         }
     }
 

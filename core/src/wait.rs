@@ -145,7 +145,7 @@ impl Waiter {
             return;
         }
         // SAFETY: our entry belongs to `node`'s list and we own it.
-        unsafe { node.detach(&self.entry, false) };
+        unsafe { node.detach(&self.entry) };
     }
 }
 

@@ -141,6 +141,11 @@ impl<'a> Walk<'a> {
         let is_root = ptr::eq(cur, self.root);
         // Read before clearing WALKING (for a multi-parent node, `scratch` is ours until then).
         let incoming = (!is_root).then(|| incoming(cur));
+        if let Some((from, _)) = incoming {
+            // Before the clear below, which wakes an owner waiting for this walk (list.rs
+            // invariant 6); `cur` stays alive until that clear, since its owner waits for it.
+            Entry::release_walked(from);
+        }
         let old = match g {
             Some(g) => g.unlock_clearing(MINE),
             None => cur.clear_flags_release(MINE),
@@ -160,9 +165,8 @@ impl<'a> Walk<'a> {
         };
         #[cfg(feature = "alloc")]
         if st & WALKER_REF != 0 && cur.ref_dec_unless_last() {
-            // Nobody else can reach `cur`: release our entry, free it, and take over its
+            // Nobody else can reach `cur`: free it (our entry is released), and take over its
             // reference on `up` (a drop of `up` here would wait on our own TAKEN entry).
-            Entry::release(from);
             let dead = self.cur;
             // Freeing an extension node runs its crate's code.
             crate::lock::debug_assert_no_lock_held();
@@ -178,8 +182,9 @@ impl<'a> Walk<'a> {
             }
             return false;
         }
-        // After this store `cur` may be freed; we never touch it again.
-        Entry::release(from);
+        // `cur` may be freed now (its entry is released and its walk is over); we never touch
+        // it again.
+        let _ = from;
         self.cur = up;
         false
     }
@@ -392,6 +397,8 @@ impl<'a> Walk<'a> {
         kind: Kind,
         target_ptr: *const Node,
     ) {
+        // An owner parked for `e`'s release must now wait for the walk (list.rs invariant 6).
+        Entry::entered(e, &g);
         // SAFETY: `e` is TAKEN by us, so its `prev` word is ours.
         unsafe { (*e).set_popped_from(self.cur) };
         if kind == Kind::Link {
@@ -438,7 +445,9 @@ fn walk_ended(node: &Node, old: usize) {
 }
 
 /// Wait until `node`'s walk is over (`WALKING` clear) or abandoned (`ABANDONED` set).
-fn wait_walk_end(node: &Node) {
+#[cold]
+#[inline(never)]
+pub(crate) fn wait_walk_end(node: &Node) {
     let mut b = Backoff::new();
     loop {
         let st = node.state_acquire();

@@ -16,8 +16,6 @@ static GLOBAL: ThreadAllocCounter = ThreadAllocCounter;
 
 const N: usize = 10_000;
 
-static ROOT: Node = Node::new();
-
 #[test]
 fn the_counter_counts() {
     assert!(allocs_in(|| drop(std::hint::black_box(Box::new(5u64)))) >= 1);
@@ -45,6 +43,10 @@ fn pinned_children_allocate_nothing() {
 
 #[test]
 fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
+    // Each test has its own root: a root shared by the tests running in parallel is
+    // contended, and a contended wait parks (with `std`), which may allocate the parking
+    // lot's per-thread data the first time a thread parks.
+    static ROOT: Node = Node::new();
     // Not shared with the tests running in parallel; a `static` so the closure is `'static`.
     static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     // Warm up anything lazily initialised per thread (thread handle for the runner id).
@@ -80,6 +82,10 @@ fn pinned_callbacks_allocate_nothing_registered_run_or_dropped() {
 
 #[test]
 fn scoped_callbacks_allocate_nothing_run_or_unregistered() {
+    // Each test has its own root: a root shared by the tests running in parallel is
+    // contended, and a contended wait parks (with `std`), which may allocate the parking
+    // lot's per-thread data the first time a thread parks.
+    static ROOT: Node = Node::new();
     let hits = std::sync::atomic::AtomicUsize::new(0); // borrowed by the callbacks
     let bump = |_: &Reason| {
         hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -109,6 +115,10 @@ fn scoped_callbacks_allocate_nothing_run_or_unregistered() {
 
 #[test]
 fn cancelled_futures_allocate_nothing() {
+    // Each test has its own root: a root shared by the tests running in parallel is
+    // contended, and a contended wait parks (with `std`), which may allocate the parking
+    // lot's per-thread data the first time a thread parks.
+    static ROOT: Node = Node::new();
     let waker = Waker::noop();
     let n = allocs_in(|| {
         for i in 0..N {
@@ -131,6 +141,10 @@ fn cancelled_futures_allocate_nothing() {
 
 #[test]
 fn joins_and_multi_parent_nodes_allocate_nothing() {
+    // Each test has its own root: a root shared by the tests running in parallel is
+    // contended, and a contended wait parks (with `std`), which may allocate the parking
+    // lot's per-thread data the first time a thread parks.
+    static ROOT: Node = Node::new();
     let waker = Waker::noop();
     let other = Node::new();
     let n = allocs_in(|| {

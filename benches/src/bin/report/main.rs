@@ -1,6 +1,6 @@
 //! Print the cutoff vs tokio-util ratio table from a criterion run (and the memory figures).
 //!
-//! Usage: `report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--env FILE]
+//! Usage: `report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--rt FILE] [--env FILE]
 //! [--markdown OUT --command CMD [--notes FILE]]`
 //!
 //! * `DIR` defaults to `$CARGO_TARGET_DIR/criterion` or `<workspace>/target/criterion`;
@@ -193,6 +193,8 @@ struct Data {
     lateness: BTreeMap<String, String>,
     /// What `benches/go.sh` measured, if it ran.
     go: Option<go::GoData>,
+    /// The markdown `rt_latency --out` wrote (root only), if it ran.
+    rt: Option<String>,
 }
 
 impl Data {
@@ -1131,6 +1133,20 @@ fn markdown(
         s.push('\n');
     }
 
+    if let Some(rt) = &d.rt {
+        s.push_str(
+            "## Real-time latency (`target/release/rt_latency`, two SCHED_FIFO threads on one CPU)\n\n\
+             A low-priority thread (`SCHED_FIFO` 10) creates and drops children of a shared parent \
+             (9 ms on, 1 ms off, under the kernel's 95% real-time budget); a high-priority thread \
+             (`SCHED_FIFO` 20) pinned to the same CPU sleeps 200 µs and then times one create + \
+             drop. Each case runs in its own process; one whose high thread makes no progress is \
+             killed and reported as a livelock (what every cutoff row showed before contended \
+             waits parked: issue 11). Target: cutoff's max within 2x of tokio-util's.\n\n",
+        );
+        s.push_str(rt);
+        s.push('\n');
+    }
+
     if d.go.is_some() {
         let (gtable, gpass, gmiss) = rows_table(d, &go::go_rows(d), true, "Go");
         let _ = writeln!(
@@ -1210,6 +1226,7 @@ fn main() {
     let (mut mem, mut md, mut command, mut notes) = (None, None, String::new(), None);
     let (mut paired, mut env, mut lateness) = (None, None, None);
     let (mut gofile, mut svg, mut go_note) = (None, None, String::new());
+    let mut rt = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || PathBuf::from(args.next().expect("missing value"));
@@ -1225,8 +1242,9 @@ fn main() {
             "--go" => gofile = Some(val()),
             "--go-note" => go_note = val().to_string_lossy().into_owned(),
             "--svg" => svg = Some(val()),
+            "--rt" => rt = Some(val()),
             _ => panic!(
-                "usage: report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--env FILE] [--go FILE | --go-note TEXT] [--svg OUT] [--markdown OUT --command CMD [--notes FILE]]"
+                "usage: report [--criterion DIR] [--mem FILE] [--paired FILE] [--lateness FILE] [--rt FILE] [--env FILE] [--go FILE | --go-note TEXT] [--svg OUT] [--markdown OUT --command CMD [--notes FILE]]"
             ),
         }
     }
@@ -1240,6 +1258,7 @@ fn main() {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|t| go::parse(&t))
             .filter(|g| !g.bench.is_empty() || !g.mem.is_empty()),
+        rt: rt.as_deref().and_then(|p| std::fs::read_to_string(p).ok()),
     };
     if d.est.is_empty() {
         eprintln!("no criterion results under {}", crit.display());

@@ -134,6 +134,7 @@ impl<'a> Walk<'a> {
     ///
     /// `cur_ptr` is a raw pointer, not a reference: we may free the node here, and a reference
     /// argument would have to stay valid for the whole call.
+    #[inline(always)]
     fn leave(&mut self, cur_ptr: *const Node, g: Option<Guard<'_>>) -> bool {
         // SAFETY: alive until we release its entry / free it below; not used after that.
         let cur = unsafe { &*cur_ptr };
@@ -192,6 +193,7 @@ impl<'a> Walk<'a> {
     /// Leave `cur` (locked by `g`), whose only entries left are `DEFERRED`, to a later walker
     /// (module docs, "Deferred entries and abandoned nodes"): keep `WALKING`, set `ABANDONED`,
     /// and defer our own entry in the parent. Returns `true` when the walk is over.
+    #[cold]
     fn abandon(&mut self, cur_ptr: *const Node, g: Guard<'_>) -> bool {
         // SAFETY: alive: we hold its entry TAKEN, or it is the root.
         let cur = unsafe { &*cur_ptr };
@@ -325,6 +327,7 @@ impl<'a> Walk<'a> {
     /// Act on a popped child or link entry `e` of `cur` (locked by `g`): cancel its target
     /// and descend, adopt it if abandoned, release it if its walk is over, or wait for /
     /// defer it if another thread walks it. Leaves with `held` set on the node to go on with.
+    #[inline(always)]
     fn child(&mut self, mut g: Guard<'_>, e: *const Entry, kind: Kind) {
         // A raw pointer with the provenance the entry was pushed with: if the walker ends up
         // freeing this node, it must do so through it.
@@ -382,6 +385,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Stay on the current node, keeping its lock for the next step.
+    #[inline(always)]
     fn stay(&mut self, g: Guard<'_>) {
         g.keep();
         self.held = true;
@@ -389,6 +393,7 @@ impl<'a> Walk<'a> {
 
     /// Move into `target` (locked by `tg`, cancelled or adopted by us) through `e`, popped
     /// from `cur` (locked by `g`).
+    #[inline(always)]
     fn descend(
         &mut self,
         g: Guard<'_>,

@@ -1162,13 +1162,36 @@ fn poke_timer() {
 ///
 /// Everything else (nodes, registrations, wakers, reasons, the test's own bookkeeping, the
 /// threads' stacks' heap parts and thread-locals) must be freed by the end.
+/// Make `parking_lot_core` set up this thread's parking data now: a contended wait parks
+/// (with `std`), and the parking lot allocates its global table the first time, and a bigger
+/// one whenever more threads use it at once than it was sized for; those tables are kept for
+/// the life of the process, so they must exist before the baseline.
+fn touch_parking_lot() {
+    // SAFETY: the validate closure returns `false` at once (so nothing sleeps) and calls
+    // nothing; the other closures do nothing.
+    unsafe {
+        parking_lot_core::park(
+            0,
+            || false,
+            || {},
+            |_, _| {},
+            parking_lot_core::DEFAULT_PARK_TOKEN,
+            None,
+        );
+    }
+}
+
 fn warm_up(threads: usize) {
     poke_timer();
+    // The workers, the main thread, the timer's driver and a margin use the parking lot at
+    // once at most; size its table for that many threads (see `touch_parking_lot`).
+    let threads = threads + 4;
     let barrier = Arc::new(Barrier::new(threads));
     let hs: Vec<_> = (0..threads)
         .map(|_| {
             let b = barrier.clone();
             std::thread::spawn(move || {
+                touch_parking_lot();
                 b.wait();
                 let root = CancelSource::new();
                 let d = cutoff_timer::with_timeout(&root, Duration::from_millis(1));

@@ -14,13 +14,16 @@
 //!   [`Reason::DeadlineExceeded`].
 //! * Otherwise the entry goes into the calling thread's shard of the timer.
 //!
-//! # Entry states (`DeadlineCore::tag`: shard index << 2 | state)
+//! # Entry states (`DeadlineCore::tag`: shard index << 3 | `WAITER` | state)
 //!
 //! ```text
 //!   IDLE ──register (shard lock)──▶ PENDING ──driver pops it (shard lock)──▶ FIRING
 //!    ▲                                │                                         │
 //!    └────────── owner removes it (shard lock) ◀┘        driver cancelled node ─┘ (Release)
 //! ```
+//!
+//! `WAITER` is set (only while `FIRING`) by an owner that is about to park until the firing
+//! ends; `end_fire` then wakes it.
 //!
 //! # Invariants
 //!
@@ -52,7 +55,7 @@ use cutoff::{
 
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
 use crate::loom::Ordering::*;
-use crate::loom::{AtomicU32, relax};
+use crate::loom::{AtomicU32, SPINS, park, spin_hint, wake_all_with};
 use crate::timer::{Inner, Shard, Timer, global_origin};
 use crate::wheel::Entry;
 
@@ -60,7 +63,9 @@ const IDLE: u32 = 0;
 const PENDING: u32 = 1;
 const FIRING: u32 = 2;
 const STATE: u32 = 0b11;
-const INDEX_SHIFT: u32 = 2;
+/// Set while `FIRING` by an owner about to park until the firing ends.
+const WAITER: u32 = 0b100;
+const INDEX_SHIFT: u32 = 3;
 
 /// A deadline node's timer part.
 #[repr(C)]
@@ -160,12 +165,28 @@ impl DeadlineCore {
         self.node().to_token()
     }
 
-    /// The driver is done with a `FIRING` entry.
+    /// The driver is done with a `FIRING` entry: make it `IDLE`, waking its owner if it is
+    /// parked waiting for that. Takes a pointer, not `&self`: once the entry is `IDLE` its
+    /// owner may free it, while this function is still running.
     ///
     /// # Safety
-    /// `begin_fire` was called; after this the driver does not touch the node again.
-    pub(crate) unsafe fn end_fire(&self) {
-        self.tag().store(IDLE, Release);
+    /// `begin_fire` was called on `this`, which is still `FIRING` (so alive); after this the
+    /// driver does not touch the node again.
+    pub(crate) unsafe fn end_fire(this: NonNull<Self>) {
+        // SAFETY: `FIRING` keeps the node alive (invariant 2) until the store below.
+        let tag: *const AtomicU32 = unsafe { this.as_ref() }.tag();
+        // SAFETY: as above; only the owner can have changed the tag since (adding `WAITER`).
+        let done = unsafe { &*tag }.compare_exchange(FIRING, IDLE, Release, Relaxed);
+        if done.is_err() {
+            // The owner set `WAITER` and parks (or is about to) on the tag. Make the entry
+            // `IDLE` with the tag's park queue locked: the owner cannot see it (and free the
+            // node) before every parked thread has been taken off that queue, so the wake-up
+            // never reaches whatever reuses the address.
+            wake_all_with(tag as usize, || {
+                // SAFETY: still `FIRING`, so alive, until this very store.
+                unsafe { &*tag }.store(IDLE, Release);
+            });
+        }
     }
 
     /// Shard index << 2 | state.
@@ -175,7 +196,6 @@ impl DeadlineCore {
 
     /// Take the entry out of its wheel, or wait for a firing in progress (owner's drop).
     fn unregister(&self) {
-        let mut spins = 0u32;
         loop {
             let w = self.tag().load(Acquire);
             match w & STATE {
@@ -193,9 +213,41 @@ impl DeadlineCore {
                 }
                 _ => {
                     // FIRING: the driver is cancelling the node; wait for it.
-                    relax(&mut spins);
+                    self.wait_fired();
+                    return;
                 }
             }
+        }
+    }
+
+    /// Wait until the driver is done firing this entry: spin a few times, then park on the
+    /// tag until `end_fire` wakes us (see `crate::loom`, "Blocking").
+    #[cold]
+    fn wait_fired(&self) {
+        let tag = self.tag();
+        let mut spins = 0;
+        loop {
+            let w = tag.load(Acquire);
+            // `FIRING` only ever becomes `IDLE` (the owner, us, does not register again).
+            if w & STATE != FIRING {
+                return;
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            if w & WAITER == 0
+                && tag
+                    .compare_exchange(w, w | WAITER, Relaxed, Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let parked = w | WAITER;
+            park(core::ptr::from_ref(tag) as usize, || {
+                tag.load(Relaxed) == parked
+            });
         }
     }
 }

@@ -30,6 +30,12 @@
 //! [`deadline_raw`](cutoff::NodeView::deadline_raw) is meaningful without knowing which
 //! timer owns it.
 //!
+//! # Blocking
+//!
+//! Waits never spin unboundedly (see `crate::loom`): the shard lock is a spin-then-park
+//! mutex, and an owner waiting for a `FIRING` entry spins a few times, then parks on the
+//! entry's tag until the driver's `end_fire` wakes it.
+//!
 //! # Shutdown
 //!
 //! Dropping a [`Timer`] stops its driver and cancels every deadline still pending on it with
@@ -44,7 +50,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::loom::Ordering::*;
 use crate::loom::{
-    AtomicBool, AtomicU64, AtomicUsize, Mutex, SpinGuard, SpinLock, fence, lock, lock_spin,
+    AtomicBool, AtomicU64, AtomicUsize, Mutex, ShardGuard, ShardLock, fence, lock, lock_shard,
 };
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
@@ -73,7 +79,7 @@ pub fn global_origin() -> Instant {
 /// sees its entry's state has changed, and moves on. The number of shards is bounded by the
 /// largest number of (thread, timer) pairs alive at once.
 pub(crate) struct Shard {
-    wheel: SpinLock<Wheel>,
+    wheel: ShardLock<Wheel>,
     /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
     next: AtomicU64,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
@@ -167,7 +173,7 @@ impl Shard {
     fn get(now: u64) -> &'static Shard {
         let make = |index| -> &'static Shard {
             Box::leak(Box::new(Shard {
-                wheel: SpinLock::new(Wheel::with_now(now)),
+                wheel: ShardLock::new(Wheel::with_now(now)),
                 next: AtomicU64::new(u64::MAX),
                 orphan: AtomicUsize::new(0),
                 index,
@@ -232,10 +238,12 @@ impl Shard {
     }
 
     /// Lock the wheel. Every hold is short and bounded (one insert or removal, or one batch
-    /// of at most [`BATCH`] entries), so waiters spin, then yield. (A panic while holding it
-    /// cannot leave the wheel inconsistent: its methods do not unwind midway.)
-    pub(crate) fn lock(&self) -> SpinGuard<'_, Wheel> {
-        lock_spin(&self.wheel)
+    /// of at most [`BATCH`] entries); waiters spin briefly, then park (see `crate::loom`).
+    /// (A panic while holding it cannot leave the wheel inconsistent: its methods do not
+    /// unwind midway.)
+    #[inline]
+    pub(crate) fn lock(&self) -> ShardGuard<'_, Wheel> {
+        lock_shard(&self.wheel)
     }
 }
 
@@ -499,8 +507,9 @@ impl Fired {
             }))
             .err()
         };
-        // SAFETY: as above; after this the driver does not touch the node.
-        unsafe { self.core.as_ref().end_fire() };
+        // SAFETY: `begin_fire` was called (in `take`); after this the driver does not touch
+        // the node (only the token, which keeps a heap node alive on its own).
+        unsafe { DeadlineCore::end_fire(self.core) };
         drop(self.token);
         panic
     }

@@ -17,25 +17,37 @@
 //! # Entry states (`DeadlineCore::tag`: shard index << 3 | `WAITER` | state)
 //!
 //! ```text
-//!   IDLE ──register (shard lock)──▶ PENDING ──driver pops it (shard lock)──▶ FIRING
-//!    ▲                                │                                         │
-//!    └────────── owner removes it (shard lock) ◀┘        driver cancelled node ─┘ (Release)
+//!            register                      a turn moves it to the due list
+//!   IDLE ─────────────────────▶ PENDING ───────────────────────────────────▶ DUE
+//!    ▲  ▲                          │                                         │  │
+//!    │  └─── the owner removes it ◀┴─────────────────────────────────────────┘  │
+//!    │                                                                          │ a turn takes
+//!    └─── end_fire (Release; wakes a parked owner) ◀─────── FIRING ◀────────────┘ it off the list
+//!
+//!   every transition but end_fire happens under the shard lock
 //! ```
 //!
-//! `WAITER` is set (only while `FIRING`) by an owner that is about to park until the firing
-//! ends; `end_fire` then wakes it.
+//! The shard index is meaningful while `PENDING` or `DUE`. `WAITER` is set (only while
+//! `FIRING`) by an owner that is about to park until the firing ends.
 //!
 //! # Invariants
 //!
-//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the tag. The
-//!    transitions out of `PENDING` happen under that shard's lock, so an owner that sees
-//!    `PENDING` under the lock may remove the entry.
-//! 2. While `PENDING` or `FIRING`, the node stays alive: its owner's drop removes a `PENDING`
-//!    entry or waits for a `FIRING` one to return to `IDLE` before freeing anything. For a
-//!    heap node, the driver also holds a handle while firing (never resurrecting one whose
-//!    last handle is gone), so user code run by the cancel cannot free it under the driver.
-//! 3. A shard outlives every entry that is `PENDING` in it: shards live as long as their
-//!    timer, and dropping a timer drains every shard first.
+//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the tag; `DUE` ⇔ it
+//!    is on that shard's due list. Every transition into or out of these two states happens
+//!    under that shard's lock, so an owner that sees either under the lock may remove the
+//!    entry (from the wheel, or from the due list).
+//! 2. While `PENDING`, `DUE` or `FIRING`, the node stays alive: its owner's drop removes a
+//!    `PENDING` or `DUE` entry, or waits for a `FIRING` one to return to `IDLE`, before
+//!    freeing anything. For a heap node, the driver also holds a handle while firing (never
+//!    resurrecting one whose last handle is gone), so user code run by the cancel cannot free
+//!    it under the driver.
+//! 3. An entry is `FIRING` only while a driver is inside that node's own cancellation
+//!    (timer.rs, "Firing"). So an owner's drop waits only for its own node's cancellation;
+//!    the only drop that could wait for itself is one made *from inside* that cancellation,
+//!    i.e. dropping a pinned node the cancellation is passing through, which the tree
+//!    already forbids (DESIGN.md section 12).
+//! 4. A shard outlives every entry that is `PENDING` or `DUE` in it: shards live as long as
+//!    their timer, and dropping a timer drains every shard first.
 #![allow(unsafe_code)]
 
 use core::fmt;
@@ -61,11 +73,12 @@ use crate::wheel::Entry;
 
 const IDLE: u32 = 0;
 const PENDING: u32 = 1;
-const FIRING: u32 = 2;
+const DUE: u32 = 2;
+const FIRING: u32 = 3;
 const STATE: u32 = 0b11;
 /// Set while `FIRING` by an owner about to park until the firing ends.
 const WAITER: u32 = 0b100;
-const INDEX_SHIFT: u32 = 3;
+const SHIFT: u32 = 3;
 
 /// A deadline node's timer part.
 #[repr(C)]
@@ -140,26 +153,35 @@ impl DeadlineCore {
     /// Insert into the calling thread's shard of `timer`. `Err` if already due.
     fn register(&self, timer: &Arc<Inner>) -> Result<(), ()> {
         let shard = timer.local_shard();
-        let mut wheel = shard.lock();
+        let mut locked = shard.lock();
         // SAFETY: the entry lives inside a pinned (or boxed) deadline node whose drop removes
         // it (invariant 2).
-        if unsafe { wheel.insert(NonNull::from(&self.entry)) }.is_err() {
+        if unsafe { locked.wheel.insert(NonNull::from(&self.entry)) }.is_err() {
             return Err(());
         }
-        self.tag()
-            .store(shard.index() << INDEX_SHIFT | PENDING, Release);
+        self.tag().store(shard.index() << SHIFT | PENDING, Release);
         let lowered = shard.lower_next(self.entry.deadline());
-        drop(wheel);
+        drop(locked);
         if lowered {
             timer.inserted(self.entry.deadline());
         }
         Ok(())
     }
 
-    /// Called by the driver under the shard lock for an entry the wheel just unlinked.
+    /// Called by a turn under the shard lock for an entry the wheel just unlinked and that
+    /// goes on the due list of the shard with this index.
     ///
     /// # Safety
     /// The entry was `PENDING` in the locked shard.
+    pub(crate) unsafe fn mark_due(&self, shard_index: u32) {
+        self.tag().store(shard_index << SHIFT | DUE, Relaxed);
+    }
+
+    /// Called by a turn under the shard lock for an entry it just took off the due list, to
+    /// cancel its node now; returns a handle on a heap node (none for a pinned one).
+    ///
+    /// # Safety
+    /// The entry was `DUE` in the locked shard.
     pub(crate) unsafe fn begin_fire(&self) -> Option<CancelToken> {
         self.tag().store(FIRING, Relaxed);
         self.node().to_token()
@@ -194,28 +216,36 @@ impl DeadlineCore {
         self.entry.tag()
     }
 
-    /// Take the entry out of its wheel, or wait for a firing in progress (owner's drop).
+    /// Take the entry out of its wheel or due list, or wait for a firing in progress (owner's
+    /// drop). Afterwards no driver touches the node again.
     fn unregister(&self) {
+        let mut w = self.tag().load(Acquire);
         loop {
-            let w = self.tag().load(Acquire);
             match w & STATE {
-                IDLE => return,
-                PENDING => {
-                    // Invariant 3: shards are never freed (timer.rs, `Shard`), so the index
+                PENDING | DUE => {
+                    // Invariant 4: shards are never freed (timer.rs, `Shard`), so the index
                     // names a live shard even if the entry has moved on since.
-                    let mut wheel = Shard::at(w >> INDEX_SHIFT).lock();
+                    let mut locked = Shard::at(w >> SHIFT).lock();
                     if self.tag().load(Relaxed) == w {
-                        // SAFETY: invariant 1: PENDING under the lock means linked here.
-                        unsafe { wheel.remove(NonNull::from(&self.entry)) };
+                        let e = NonNull::from(&self.entry);
+                        if w & STATE == PENDING {
+                            // SAFETY: invariant 1: PENDING under the lock means linked here.
+                            unsafe { locked.wheel.remove(e) };
+                        } else {
+                            remove_due(&mut locked.due, e);
+                        }
                         self.tag().store(IDLE, Relaxed);
                         return;
                     }
+                    drop(locked);
+                    w = self.tag().load(Acquire);
                 }
-                _ => {
-                    // FIRING: the driver is cancelling the node; wait for it.
+                FIRING => {
                     self.wait_fired();
                     return;
                 }
+                // IDLE: not in any timer.
+                _ => return,
             }
         }
     }
@@ -249,6 +279,17 @@ impl DeadlineCore {
                 tag.load(Relaxed) == parked
             });
         }
+    }
+}
+
+/// Take `e` off a shard's due list (invariant 1: it is on it).
+#[cold]
+fn remove_due(due: &mut Vec<NonNull<Entry>>, e: NonNull<Entry>) {
+    let i = due.iter().position(|&x| x == e);
+    debug_assert!(i.is_some(), "a DUE entry not on its shard's due list");
+    if let Some(i) = i {
+        // Keep the order: the rest still fire oldest first.
+        due.remove(i);
     }
 }
 

@@ -30,6 +30,20 @@
 //! [`deadline_raw`](cutoff::NodeView::deadline_raw) is meaningful without knowing which
 //! timer owns it.
 //!
+//! # Firing: one entry at a time
+//!
+//! A turn takes at most [`BATCH`] due entries out of a shard's wheel under the shard lock and
+//! moves them to the shard's *due list* (state `DUE`, see deadline.rs). It then fires them
+//! **one at a time**: under the shard lock it takes one entry off the due list and marks it
+//! `FIRING` (taking a handle on a heap node), unlocks, cancels the node, and marks the entry
+//! `IDLE` again. Invariant: an entry is `FIRING` only while a driver is inside that entry's own
+//! cancellation. Everything else the driver has claimed is on the due list, where the entry's
+//! owner removes it under the shard lock exactly like a `PENDING` entry. So dropping a
+//! deadline waits at most for the cancellation of its own node, never for other entries of
+//! the batch: a callback that drops another deadline of the same batch (even a pinned one,
+//! which the driver holds no handle on) completes at once, and the driver never touches that
+//! entry again.
+//!
 //! # Blocking
 //!
 //! Waits never spin unboundedly (see `crate::loom`): the shard lock is a spin-then-park
@@ -61,7 +75,8 @@ use crate::clock::{Clock, SystemClock, to_nanos};
 use crate::deadline::DeadlineCore;
 use crate::wheel::{Advance, Entry, Wheel};
 
-/// How many entries the driver fires or moves per shard lock hold.
+/// How many due entries a turn moves from a shard's wheel to its due list per lock hold (and
+/// so the due list's fixed capacity).
 const BATCH: usize = 64;
 
 /// The instant all timers measure time from.
@@ -79,8 +94,8 @@ pub fn global_origin() -> Instant {
 /// sees its entry's state has changed, and moves on. The number of shards is bounded by the
 /// largest number of (thread, timer) pairs alive at once.
 pub(crate) struct Shard {
-    wheel: ShardLock<Wheel>,
-    /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
+    locked: ShardLock<Locked>,
+    /// A lower bound of the earliest deadline in the wheel (`u64::MAX` when empty).
     next: AtomicU64,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
     /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
@@ -88,6 +103,27 @@ pub(crate) struct Shard {
     orphan: AtomicUsize,
     /// This shard's index in the shard table (`1..`), what a deadline's tag records.
     index: u32,
+}
+
+/// What a shard's lock protects.
+pub(crate) struct Locked {
+    /// The shard's pending (`PENDING`) entries.
+    pub(crate) wheel: Wheel,
+    /// Entries a turn has taken out of the wheel and not started to fire yet (`DUE`), in
+    /// reverse firing order (the next one to fire is last). At most [`BATCH`] long, so its
+    /// capacity, reserved when the shard is made, is never exceeded.
+    pub(crate) due: Vec<NonNull<Entry>>,
+}
+
+// SAFETY: the due list's pointers name entries of deadline nodes that stay alive while the
+// entries are `DUE` (deadline.rs invariant 2); they are only followed under the shard lock,
+// like the wheel's own links (`Wheel` is `Send` for the same reason).
+unsafe impl Send for Locked {}
+
+impl Locked {
+    fn is_empty(&self) -> bool {
+        self.wheel.is_empty() && self.due.is_empty()
+    }
 }
 
 /// Shards no timer uses, ready for reuse (never freed; see [`Shard`]).
@@ -173,7 +209,10 @@ impl Shard {
     fn get(now: u64) -> &'static Shard {
         let make = |index| -> &'static Shard {
             Box::leak(Box::new(Shard {
-                wheel: ShardLock::new(Wheel::with_now(now)),
+                locked: ShardLock::new(Locked {
+                    wheel: Wheel::with_now(now),
+                    due: Vec::with_capacity(BATCH),
+                }),
                 next: AtomicU64::new(u64::MAX),
                 orphan: AtomicUsize::new(0),
                 index,
@@ -184,7 +223,10 @@ impl Shard {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(s) = pool.pop() {
                 drop(pool);
-                *s.lock() = Wheel::with_now(now);
+                let mut locked = s.lock();
+                debug_assert!(locked.is_empty());
+                locked.wheel = Wheel::with_now(now);
+                drop(locked);
                 s.next.store(u64::MAX, SeqCst);
                 s.orphan.store(0, Relaxed);
                 return s;
@@ -230,20 +272,24 @@ impl Shard {
         }
     }
 
-    /// Give an empty shard back to the pool.
-    fn recycle(&'static self) {
-        debug_assert!(self.lock().is_empty());
+    /// Give the shard back to the pool if it is empty (no entry in its wheel or due list);
+    /// the caller has taken it out of its timer's list (or is about to, on `true`).
+    fn recycle(&'static self) -> bool {
+        if !self.lock().is_empty() {
+            return false;
+        }
         #[cfg(not(loom))]
         POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        true
     }
 
-    /// Lock the wheel. Every hold is short and bounded (one insert or removal, or one batch
-    /// of at most [`BATCH`] entries); waiters spin briefly, then park (see `crate::loom`).
-    /// (A panic while holding it cannot leave the wheel inconsistent: its methods do not
-    /// unwind midway.)
+    /// Lock the shard. Every hold is short and bounded (one insert or removal, one move of at
+    /// most [`BATCH`] entries to the due list, or taking one entry off it); waiters spin
+    /// briefly, then park (see `crate::loom`). (A panic while holding it cannot leave the
+    /// wheel inconsistent: its methods do not unwind midway.)
     #[inline]
-    pub(crate) fn lock(&self) -> ShardGuard<'_, Wheel> {
-        lock_shard(&self.wheel)
+    pub(crate) fn lock(&self) -> ShardGuard<'_, Locked> {
+        lock_shard(&self.locked)
     }
 }
 
@@ -259,6 +305,15 @@ pub(crate) struct Inner {
     wake_at: AtomicU64,
     driver: OnceLock<Thread>,
     shutdown: AtomicBool,
+}
+
+/// What [`Inner::fire_shard`] takes out of a shard's wheel.
+#[derive(Clone, Copy)]
+enum Sweep {
+    /// The entries due at this time (a turn).
+    Due(u64),
+    /// Every entry (dropping the timer).
+    All,
 }
 
 impl Inner {
@@ -332,21 +387,10 @@ impl Inner {
 
     /// Fire everything due at `now`; returns the earliest pending deadline afterwards, how
     /// many deadlines fired, and the first panic a cancellation raised (see [`Fired::fire`]).
+    /// A panic raised while cancelling a fired node is kept (the first one) and the turn goes
+    /// on: every due node is still cancelled.
     fn turn(&self, now: u64) -> (u64, usize, Option<Panic>) {
         let mut panic = None;
-        let (e, n) = self.turn_with(now, &mut Vec::with_capacity(BATCH), &mut panic);
-        (e, n, panic)
-    }
-
-    /// [`turn`](Self::turn) with a caller-kept batch buffer (the driver thread reuses one, so
-    /// a turn allocates nothing). A panic raised while cancelling a fired node is kept in
-    /// `panic` (the first one) and the turn goes on: every due node is still cancelled.
-    fn turn_with(
-        &self,
-        now: u64,
-        batch: &mut Vec<Fired>,
-        panic: &mut Option<Panic>,
-    ) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
         // The registry lock is not held while firing: cancelling runs user callbacks, which
@@ -354,27 +398,68 @@ impl Inner {
         let mut i = 0;
         while let Some(shard) = self.shard_at(i) {
             i += 1;
-            if shard.next.load(SeqCst) > now {
-                earliest = earliest.min(shard.next.load(SeqCst));
+            let next = shard.next.load(SeqCst);
+            if next > now {
+                earliest = earliest.min(next);
                 continue;
             }
-            loop {
-                let mut wheel = shard.lock();
-                let more = wheel.advance(now, BATCH, |e| batch.push(Fired::take(e)));
+            let (n, next) = self.fire_shard(shard, Sweep::Due(now), &mut panic);
+            fired += n;
+            earliest = earliest.min(next);
+        }
+        (earliest, fired, panic)
+    }
+
+    /// Fire the entries of `shard` that `sweep` selects, one at a time (module docs,
+    /// "Firing"); returns how many fired and the shard's earliest pending deadline afterwards.
+    fn fire_shard(
+        &self,
+        shard: &'static Shard,
+        sweep: Sweep,
+        panic: &mut Option<Panic>,
+    ) -> (usize, u64) {
+        let reason = match sweep {
+            Sweep::Due(_) => Reason::DeadlineExceeded,
+            Sweep::All => Reason::ParentGone,
+        };
+        let mut fired = 0;
+        // Whether the wheel has given everything `sweep` selects.
+        let mut swept = false;
+        loop {
+            let mut locked = shard.lock();
+            let entry = loop {
+                if let Some(e) = locked.due.pop() {
+                    break e;
+                }
+                if swept {
+                    let next = locked.wheel.next_deadline().unwrap_or(u64::MAX);
+                    shard.next.store(next, SeqCst);
+                    return (fired, next);
+                }
+                let Locked { wheel, due } = &mut *locked;
+                let due_len = due.len();
+                let mark = |e: NonNull<Entry>| {
+                    // SAFETY: the wheel just unlinked `e`, which was `PENDING` in this
+                    // locked shard.
+                    unsafe { DeadlineCore::from_entry(e).as_ref().mark_due(shard.index) };
+                    due.push(e);
+                };
+                let more = match sweep {
+                    Sweep::Due(now) => wheel.advance(now, BATCH, mark),
+                    Sweep::All => wheel.drain(BATCH, mark),
+                };
+                debug_assert!(due_len == 0 && due.len() <= BATCH);
+                due.reverse();
+                swept = more == Advance::Done;
+                // While work remains the wheel reports a time <= now ("work now").
                 let next = wheel.next_deadline().unwrap_or(u64::MAX);
                 shard.next.store(next, SeqCst);
-                drop(wheel);
-                fired += batch.len();
-                for f in batch.drain(..) {
-                    keep_first(panic, f.fire(Reason::DeadlineExceeded));
-                }
-                if more == Advance::Done {
-                    earliest = earliest.min(next);
-                    break;
-                }
-            }
+            };
+            let f = Fired::take(entry);
+            drop(locked);
+            fired += 1;
+            keep_first(panic, f.fire(reason.clone()));
         }
-        (earliest, fired)
     }
 
     /// The `i`th registered shard.
@@ -385,14 +470,7 @@ impl Inner {
     /// Give empty shards of exited threads back to the pool.
     fn recycle_orphans(&self) {
         let mut shards = lock(&self.shards);
-        shards.retain(|s| {
-            if s.orphan.load(Acquire) == self.id && s.lock().is_empty() {
-                s.recycle();
-                false
-            } else {
-                true
-            }
-        });
+        shards.retain(|s| !(s.orphan.load(Acquire) == self.id && s.recycle()));
     }
 
     /// The smallest `next` hint over all shards.
@@ -405,38 +483,26 @@ impl Inner {
             .unwrap_or(u64::MAX)
     }
 
-    /// Cancel every pending deadline with `reason` and leave the shards empty. Panics raised
-    /// by the cancellations are discarded (this runs in `Timer`'s drop; the panic hook has
-    /// already reported them).
-    fn drain_all(&self, reason: Reason) {
-        let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
+    /// Cancel every pending deadline with [`Reason::ParentGone`] and leave the shards empty.
+    /// Panics raised by the cancellations are discarded (this runs in `Timer`'s drop; the
+    /// panic hook has already reported them).
+    fn drain_all(&self) {
         let mut i = 0;
         while let Some(shard) = self.shard_at(i) {
             i += 1;
-            loop {
-                let mut wheel = shard.lock();
-                let more = wheel.drain(BATCH, |e| batch.push(Fired::take(e)));
-                shard.next.store(u64::MAX, SeqCst);
-                drop(wheel);
-                for f in batch.drain(..) {
-                    drop(f.fire(reason.clone()));
-                }
-                if more == Advance::Done {
-                    break;
-                }
-            }
+            self.fire_shard(shard, Sweep::All, &mut None);
         }
     }
 
     /// One driver step up to the park: fire what is due, publish when the driver will wake,
     /// and re-check the shards. `None`: look again at once; `Some(t)`: park until `t`
     /// (`u64::MAX`: until unparked; `t <= now`: not at all).
-    fn plan_sleep(&self, batch: &mut Vec<Fired>) -> Option<u64> {
+    fn plan_sleep(&self) -> Option<u64> {
         self.wake_at.store(0, SeqCst);
         // The driver survives panics of the code it runs: they were reported by the panic
         // hook when they happened, and stopping the driver would silently stop every later
         // deadline of this timer (for the global one: of the whole process).
-        let (earliest, _) = self.turn_with(self.now(), batch, &mut None);
+        let (earliest, _, _) = self.turn(self.now());
         self.recycle_orphans();
         self.wake_at.store(earliest.max(1), SeqCst);
         fence(SeqCst);
@@ -449,9 +515,8 @@ impl Inner {
     }
 
     fn drive(self: Arc<Self>) {
-        let mut batch = Vec::with_capacity(BATCH);
         while !self.is_shut_down() {
-            let Some(earliest) = self.plan_sleep(&mut batch) else {
+            let Some(earliest) = self.plan_sleep() else {
                 continue;
             };
             let now = self.now();
@@ -473,7 +538,7 @@ fn keep_first(first: &mut Option<Panic>, p: Option<Panic>) {
     }
 }
 
-/// A fired entry taken out of the wheel, to be cancelled outside the shard lock.
+/// An entry taken off a shard's due list to be cancelled outside the shard lock.
 struct Fired {
     core: NonNull<DeadlineCore>,
     /// A handle that keeps a heap deadline node alive while we cancel it.
@@ -481,11 +546,11 @@ struct Fired {
 }
 
 impl Fired {
-    /// Called under the shard lock with an entry the wheel just unlinked.
+    /// Called under the shard lock with an entry just taken off its due list.
     fn take(e: NonNull<Entry>) -> Self {
         let core = DeadlineCore::from_entry(e);
-        // SAFETY: the entry was linked, so its deadline node is alive and its owner, if it is
-        // dropping it, waits for us under the protocol of `DeadlineCore`.
+        // SAFETY: the entry was `DUE` in the locked shard, so its deadline node is alive and
+        // its owner, if it is dropping it, waits for us under the protocol of `DeadlineCore`.
         let token = unsafe { core.as_ref().begin_fire() };
         Self { core, token }
     }
@@ -493,7 +558,7 @@ impl Fired {
     /// Cancel the node and release the entry. A panic from the cancellation (a callback's,
     /// re-raised by the tree once its walk has finished, or a waker's) is caught and
     /// returned: the entry must leave `FIRING` whatever happens, or its owner's drop would
-    /// wait forever, and the rest of the batch must still fire.
+    /// wait forever, and the rest of the due list must still fire.
     fn fire(self, reason: Reason) -> Option<Panic> {
         // SAFETY: FIRING keeps the node alive until `end_fire` (DeadlineCore protocol).
         let node = unsafe { self.core.as_ref() }.node();
@@ -646,10 +711,11 @@ impl Drop for Timer {
             t.thread().unpark();
             let _ = t.join();
         }
-        self.inner.drain_all(Reason::ParentGone);
+        self.inner.drain_all();
         // Every shard is empty now; hand them back (late lockers still find live memory).
         for s in core::mem::take(&mut *lock(&self.inner.shards)) {
-            s.recycle();
+            let retired = s.recycle();
+            debug_assert!(retired, "a shard not empty after the drain");
         }
     }
 }
@@ -660,7 +726,7 @@ impl Inner {
     /// One "plan to sleep" step of [`drive`](Self::drive) without parking (the very code the
     /// driver runs).
     pub(crate) fn test_plan_sleep(&self) -> Option<u64> {
-        self.plan_sleep(&mut Vec::new())
+        self.plan_sleep()
     }
 
     /// [`inserted`](Self::inserted) of `deadline` into the calling thread's shard, returning
@@ -669,7 +735,7 @@ impl Inner {
     pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
         let shard = self.local_shard();
         let lowered = {
-            let _wheel = shard.lock();
+            let _locked = shard.lock();
             shard.lower_next(deadline)
         };
         fence(SeqCst);

@@ -46,8 +46,8 @@
 //!    the only drop that could wait for itself is one made *from inside* that cancellation,
 //!    i.e. dropping a pinned node the cancellation is passing through, which the tree
 //!    already forbids (DESIGN.md section 12).
-//! 4. A shard outlives every entry that is `PENDING` or `DUE` in it: shards live as long as
-//!    their timer, and dropping a timer drains every shard first.
+//! 4. A shard outlives every entry that is `PENDING` or `DUE` in it, and belongs to the
+//!    entry's timer meanwhile (timer.rs, "Shard lifetime"); shards are never freed at all.
 #![allow(unsafe_code)]
 
 use core::fmt;
@@ -152,8 +152,7 @@ impl DeadlineCore {
 
     /// Insert into the calling thread's shard of `timer`. `Err` if already due.
     fn register(&self, timer: &Arc<Inner>) -> Result<(), ()> {
-        let shard = timer.local_shard();
-        let mut locked = shard.lock();
+        let (shard, mut locked) = timer.lock_local_shard();
         // SAFETY: the entry lives inside a pinned (or boxed) deadline node whose drop removes
         // it (invariant 2).
         if unsafe { locked.wheel.insert(NonNull::from(&self.entry)) }.is_err() {

@@ -30,6 +30,34 @@
 //! [`deadline_raw`](cutoff::NodeView::deadline_raw) is meaningful without knowing which
 //! timer owns it.
 //!
+//! # Shard lifetime (who may insert where)
+//!
+//! A shard belongs to at most one timer at a time: its `owner` is that timer's id, or `0`
+//! while the shard is in the process-wide pool. `owner` changes only under the shard's lock:
+//! to a timer's id when the timer takes the shard from the pool, to `0` when the timer gives
+//! it back, which it does only when the shard is empty (no entry in its wheel and none in its
+//! due list, see below) and it has removed the shard from its own list. Three rules follow:
+//!
+//! 1. **Inserts check the owner under the lock.** An insert for timer `T` locks the shard it
+//!    found through the calling thread's cache and inserts only if `owner == T`; otherwise it
+//!    forgets the stale cache entry and takes another shard. So an entry is `PENDING` only in
+//!    a shard that its timer owns, and a shard given back receives nothing (however stale a
+//!    cache that still names it): it cannot silently lose a deadline or fire it on behalf of
+//!    the next timer that takes it from the pool.
+//! 2. **Turns and drains check the owner under the lock** too, so a turn that read the shard
+//!    list before the shard was given back does not fire another timer's entries.
+//! 3. **A shard is given back only when empty**, so every `PENDING` or `DUE` entry's shard is
+//!    owned by its timer for as long as the entry stays so. (Shards are never freed at all,
+//!    so an owner that read "in shard S" before its entry left S still locks live memory.)
+//!
+//! A thread's shards are found through two thread-locals: `ALL` (one shard per timer, with a
+//! destructor) and `LAST` (a one-entry cache, no destructor). When the thread exits, `ALL`'s
+//! destructor clears `LAST` and marks its shards *orphans*; a driver gives an orphan back
+//! once it is empty. Code that still runs on the thread after that (a later thread-local
+//! destructor that makes a deadline) finds no cache and uses the timer's **fallback shard**,
+//! one per timer, shared by all such threads, never orphaned, given back only when the timer
+//! is dropped.
+//!
 //! # Firing: one entry at a time
 //!
 //! A turn takes at most [`BATCH`] due entries out of a shard's wheel under the shard lock and
@@ -92,11 +120,16 @@ pub fn global_origin() -> Instant {
 /// not about such late lockers). So a shard is leaked once and, when its timer or thread goes
 /// away, returned to a process-wide pool for reuse; a late locker then finds a live shard,
 /// sees its entry's state has changed, and moves on. The number of shards is bounded by the
-/// largest number of (thread, timer) pairs alive at once.
+/// largest number of (thread, timer) pairs alive at once. Who may use a shard when: see the
+/// module docs, "Shard lifetime".
 pub(crate) struct Shard {
     locked: ShardLock<Locked>,
     /// A lower bound of the earliest deadline in the wheel (`u64::MAX` when empty).
     next: AtomicU64,
+    /// The id of the timer this shard belongs to, `0` while it is in the pool. Written only
+    /// under the shard lock; read under it by inserts, turns and drains (module docs, "Shard
+    /// lifetime").
+    owner: AtomicUsize,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
     /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
     /// for a timer the shard no longer belongs to is ignored.)
@@ -205,8 +238,8 @@ static NEXT_INDEX: AtomicU32Std = AtomicU32Std::new(1);
 use core::sync::atomic::AtomicU32 as AtomicU32Std;
 
 impl Shard {
-    /// A shard for a timer whose time is `now`: from the pool, or newly leaked.
-    fn get(now: u64) -> &'static Shard {
+    /// A shard for the timer `owner` whose time is `now`: from the pool, or newly leaked.
+    fn get(owner: usize, now: u64) -> &'static Shard {
         let make = |index| -> &'static Shard {
             Box::leak(Box::new(Shard {
                 locked: ShardLock::new(Locked {
@@ -214,6 +247,7 @@ impl Shard {
                     due: Vec::with_capacity(BATCH),
                 }),
                 next: AtomicU64::new(u64::MAX),
+                owner: AtomicUsize::new(owner),
                 orphan: AtomicUsize::new(0),
                 index,
             }))
@@ -224,11 +258,11 @@ impl Shard {
             if let Some(s) = pool.pop() {
                 drop(pool);
                 let mut locked = s.lock();
-                debug_assert!(locked.is_empty());
+                debug_assert!(locked.is_empty() && s.owner.load(Relaxed) == 0);
                 locked.wheel = Wheel::with_now(now);
-                drop(locked);
                 s.next.store(u64::MAX, SeqCst);
                 s.orphan.store(0, Relaxed);
+                s.owner.store(owner, Relaxed);
                 return s;
             }
             // Still under the pool lock: indices are handed out and recorded in order.
@@ -272,12 +306,16 @@ impl Shard {
         }
     }
 
-    /// Give the shard back to the pool if it is empty (no entry in its wheel or due list);
-    /// the caller has taken it out of its timer's list (or is about to, on `true`).
-    fn recycle(&'static self) -> bool {
-        if !self.lock().is_empty() {
+    /// Give the shard back to the pool if it belongs to timer `id` and is empty (checked and
+    /// recorded under the lock: module docs, rule 3). The caller has taken it out of the
+    /// timer's list (or is about to, on `true`).
+    fn retire(&'static self, id: usize) -> bool {
+        let locked = self.lock();
+        if self.owner.load(Relaxed) != id || !locked.is_empty() {
             return false;
         }
+        self.owner.store(0, Relaxed);
+        drop(locked);
         #[cfg(not(loom))]
         POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
         true
@@ -301,10 +339,42 @@ pub(crate) struct Inner {
     offset: u64,
     before: bool,
     shards: Mutex<Vec<&'static Shard>>,
+    /// The shard of threads whose shard cache is gone (module docs, "Shard lifetime"); made
+    /// on first use, also listed in `shards`.
+    fallback: Mutex<Option<&'static Shard>>,
     /// When the driver will next wake (`0`: it is awake and will look again).
     wake_at: AtomicU64,
     driver: OnceLock<Thread>,
     shutdown: AtomicBool,
+}
+
+/// This thread's shards, one per timer, with a weak handle to check the timer is alive.
+struct Cache(Vec<(usize, std::sync::Weak<Inner>, &'static Shard)>);
+
+impl Drop for Cache {
+    /// The thread is exiting: nothing may find these shards through this thread any more
+    /// (clear `LAST`; `ALL` is being destroyed), and their timers' drivers may give them back
+    /// once empty.
+    fn drop(&mut self) {
+        let _ = LAST.try_with(|l| l.set((0, None)));
+        for (id, _, s) in &self.0 {
+            s.orphan.store(*id, Release);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The last (timer id, shard) this thread used: the hot path's only lookup. No
+    /// destructor, so it stays readable while other thread-locals are destroyed; `Cache`'s
+    /// destructor clears it.
+    static LAST: Cell<(usize, Option<&'static Shard>)> = const { Cell::new((0, None)) };
+    static ALL: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static LAST: Cell<(usize, Option<&'static Shard>)> = Cell::new((0, None));
+    static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
 }
 
 /// What [`Inner::fire_shard`] takes out of a shard's wheel.
@@ -326,46 +396,78 @@ impl Inner {
         }
     }
 
-    /// The calling thread's shard of this timer.
-    pub(crate) fn local_shard(self: &Arc<Self>) -> &'static Shard {
-        /// This thread's shards, one per timer; marked orphans when the thread exits.
-        struct Cache(Vec<(usize, std::sync::Weak<Inner>, &'static Shard)>);
-        impl Drop for Cache {
-            fn drop(&mut self) {
-                for (id, _, s) in &self.0 {
-                    s.orphan.store(*id, Release);
-                }
+    /// The calling thread's shard of this timer, locked, and owned by this timer (module
+    /// docs, rule 1): what an insert uses.
+    #[inline]
+    pub(crate) fn lock_local_shard(
+        self: &Arc<Self>,
+    ) -> (&'static Shard, ShardGuard<'static, Locked>) {
+        let mut shard = self.local_shard();
+        loop {
+            let locked = shard.lock();
+            if shard.owner.load(Relaxed) == self.id {
+                return (shard, locked);
             }
+            drop(locked);
+            shard = self.forget_local_shard(shard);
         }
-        #[cfg(not(loom))]
-        std::thread_local! {
-            static LAST: Cell<(usize, Option<&'static Shard>)> = const { Cell::new((0, None)) };
-            static ALL: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
-        }
-        #[cfg(loom)]
-        loom::thread_local! {
-            static LAST: Cell<(usize, Option<&'static Shard>)> = Cell::new((0, None));
-            static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
-        }
-        if let (id, Some(shard)) = LAST.with(Cell::get)
+    }
+
+    /// The calling thread's shard of this timer (not locked; its owner may change until it
+    /// is: use [`lock_local_shard`](Self::lock_local_shard) to insert).
+    #[inline]
+    pub(crate) fn local_shard(self: &Arc<Self>) -> &'static Shard {
+        if let Ok((id, Some(shard))) = LAST.try_with(Cell::get)
             && id == self.id
         {
             return shard;
         }
-        let shard = ALL.with(|all| {
+        self.local_shard_slow()
+    }
+
+    #[cold]
+    fn local_shard_slow(self: &Arc<Self>) -> &'static Shard {
+        let cached = ALL.try_with(|all| {
             let mut all = all.borrow_mut();
             // Forget shards of timers that are gone (their shards went back to the pool).
             all.0.retain(|(_, t, _)| t.strong_count() > 0);
             if let Some((_, _, s)) = all.0.iter().find(|(i, _, _)| *i == self.id) {
                 return *s;
             }
-            let s = Shard::get(self.now());
+            let s = Shard::get(self.id, self.now());
             lock(&self.shards).push(s);
             all.0.push((self.id, Arc::downgrade(self), s));
             s
         });
-        LAST.with(|l| l.set((self.id, Some(shard))));
+        // No cache (the thread is exiting and `ALL` is destroyed): the fallback shard.
+        let shard = cached.unwrap_or_else(|_| self.fallback_shard());
+        let _ = LAST.try_with(|l| l.set((self.id, Some(shard))));
         shard
+    }
+
+    /// `stale` was the calling thread's cached shard of this timer but is owned by another
+    /// timer or none (module docs, rule 1): forget it and find the shard to use instead.
+    #[cold]
+    fn forget_local_shard(self: &Arc<Self>, stale: &'static Shard) -> &'static Shard {
+        let _ = LAST.try_with(|l| l.set((0, None)));
+        let _ = ALL.try_with(|all| {
+            all.borrow_mut()
+                .0
+                .retain(|(_, _, s)| !core::ptr::eq(*s, stale));
+        });
+        self.local_shard_slow()
+    }
+
+    /// The timer's shard for threads without a shard cache (module docs, "Shard lifetime").
+    fn fallback_shard(&self) -> &'static Shard {
+        let mut fallback = lock(&self.fallback);
+        if let Some(s) = *fallback {
+            return s;
+        }
+        let s = Shard::get(self.id, self.now());
+        lock(&self.shards).push(s);
+        *fallback = Some(s);
+        s
     }
 
     /// Tell the driver that `deadline` was just inserted and lowered its shard's `next` hint
@@ -411,7 +513,8 @@ impl Inner {
     }
 
     /// Fire the entries of `shard` that `sweep` selects, one at a time (module docs,
-    /// "Firing"); returns how many fired and the shard's earliest pending deadline afterwards.
+    /// "Firing"); returns how many fired and the shard's earliest pending deadline afterwards
+    /// (`u64::MAX` if the shard no longer belongs to this timer).
     fn fire_shard(
         &self,
         shard: &'static Shard,
@@ -427,6 +530,10 @@ impl Inner {
         let mut swept = false;
         loop {
             let mut locked = shard.lock();
+            // Rule 2: the shard may have been given back since we read the shard list.
+            if shard.owner.load(Relaxed) != self.id {
+                return (fired, u64::MAX);
+            }
             let entry = loop {
                 if let Some(e) = locked.due.pop() {
                     break e;
@@ -470,7 +577,7 @@ impl Inner {
     /// Give empty shards of exited threads back to the pool.
     fn recycle_orphans(&self) {
         let mut shards = lock(&self.shards);
-        shards.retain(|s| !(s.orphan.load(Acquire) == self.id && s.recycle()));
+        shards.retain(|s| !(s.orphan.load(Acquire) == self.id && s.retire(self.id)));
     }
 
     /// The smallest `next` hint over all shards.
@@ -621,6 +728,7 @@ impl Timer {
             offset,
             before,
             shards: Mutex::new(Vec::new()),
+            fallback: Mutex::new(None),
             wake_at: AtomicU64::new(0),
             driver: OnceLock::new(),
             shutdown: AtomicBool::new(false),
@@ -712,9 +820,10 @@ impl Drop for Timer {
             let _ = t.join();
         }
         self.inner.drain_all();
-        // Every shard is empty now; hand them back (late lockers still find live memory).
+        // Every shard is empty now (nothing can insert: that borrows the timer); hand them
+        // back (late lockers still find live memory, owned by no timer or another one).
         for s in core::mem::take(&mut *lock(&self.inner.shards)) {
-            let retired = s.recycle();
+            let retired = s.retire(self.inner.id);
             debug_assert!(retired, "a shard not empty after the drain");
         }
     }
@@ -733,9 +842,8 @@ impl Inner {
     /// whether it would unpark the driver instead of unparking it (the same steps as
     /// `DeadlineCore::register` + `inserted`; keep in sync).
     pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
-        let shard = self.local_shard();
         let lowered = {
-            let _locked = shard.lock();
+            let (shard, _locked) = self.lock_local_shard();
             shard.lower_next(deadline)
         };
         fence(SeqCst);

@@ -46,7 +46,10 @@ fn a_deadline_created_in_a_thread_local_destructor_still_fires() {
         // (destructors run in reverse order of registration) LATE's runs after it.
         LATE.with(|l| *l.borrow_mut() = Some(LateDeadline(Some(tx))));
         // Use the global timer on this thread once: makes and caches this thread's shard.
-        drop(cutoff_timer::with_timeout(Parent::Root, Duration::from_secs(60)));
+        drop(cutoff_timer::with_timeout(
+            Parent::Root,
+            Duration::from_secs(60),
+        ));
     });
     // Keep the driver waking up (every few ms) while the thread exits, so it looks for
     // orphaned shards in that window.
@@ -95,7 +98,10 @@ fn a_global_deadline_never_fires_early_through_another_timers_shard() {
     let (tx, rx) = mpsc::channel();
     let t = std::thread::spawn(move || {
         LATE2.with(|l| *l.borrow_mut() = Some(LateDeadline2(Some(tx))));
-        drop(cutoff_timer::with_timeout(Parent::Root, Duration::from_secs(60)));
+        drop(cutoff_timer::with_timeout(
+            Parent::Root,
+            Duration::from_secs(60),
+        ));
     });
     // Let the global driver recycle the exiting thread's (empty, orphaned) shard.
     let start = Instant::now();
@@ -113,7 +119,9 @@ fn a_global_deadline_never_fires_early_through_another_timers_shard() {
     .join()
     .unwrap();
     t.join().unwrap();
-    let d = rx.recv_timeout(Duration::from_secs(10)).expect("no deadline from the destructor");
+    let d = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no deadline from the destructor");
     // Turning the *manual* timer far ahead must not touch a deadline of the global timer.
     clock.advance(Duration::from_secs(3600));
     manual.turn();

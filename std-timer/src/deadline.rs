@@ -7,14 +7,17 @@
 //! 64-byte node plus a 32-byte entry: 96 bytes, one allocation. Everything that works on a node (children, callbacks,
 //! waiters, reasons) works on a deadline node.
 //!
-//! * If an ancestor's deadline is already earlier (or equal), the node gets **no timer
-//!   entry** at all: it is cancelled through that ancestor; it still reports the inherited
-//!   deadline.
+//! * If an ancestor's deadline is already earlier (or equal) **and will be fired by the same
+//!   timer**, the node gets **no timer entry** at all: it is cancelled through that ancestor;
+//!   it still reports the inherited deadline. If that deadline belongs to another timer, the
+//!   node registers its own entry, at the inherited (earlier) deadline, on its own timer:
+//!   every deadline fires on its own timer, whatever the other timer does (it may be a
+//!   manual timer nobody turns). See "Which timer fires an inherited deadline" below.
 //! * A deadline already in the past gives a node that is cancelled at once with
 //!   [`Reason::DeadlineExceeded`].
 //! * Otherwise the entry goes into the calling thread's shard of the timer.
 //!
-//! # Entry states (`DeadlineCore::tag`: shard index << 3 | `WAITER` | state)
+//! # Entry states (`DeadlineCore::tag`: payload << 4 | `WAITER` | state)
 //!
 //! ```text
 //!            register                      a turn moves it to the due list
@@ -25,9 +28,12 @@
 //!    └─── end_fire (Release; wakes a parked owner) ◀─────── FIRING ◀────────────┘ it off the list
 //!
 //!   every transition but end_fire happens under the shard lock
+//!
+//!   INHERIT: no entry at all (payload: the number of the timer that fires the ancestor's
+//!   deadline); set before the node is shared, never changes.
 //! ```
 //!
-//! The shard index is meaningful while `PENDING` or `DUE`. `WAITER` is set (only while
+//! The payload is the shard's index while `PENDING` or `DUE`. `WAITER` is set (only while
 //! `FIRING`) by an owner that is about to park until the firing ends.
 //!
 //! # Invariants
@@ -48,6 +54,26 @@
 //!    already forbids (DESIGN.md section 12).
 //! 4. A shard outlives every entry that is `PENDING` or `DUE` in it, and belongs to the
 //!    entry's timer meanwhile (timer.rs, "Shard lifetime"); shards are never freed at all.
+//!
+//! # Which timer fires an inherited deadline
+//!
+//! A node inherits (tag `INHERIT`, no entry) only when the ancestor deadline it would inherit
+//! is *proved* to be fired by the node's own timer `T`, or is already being fired: the
+//! ancestor that supplies it
+//!
+//! * is `PENDING` in a shard owned by `T`, or is itself `INHERIT` with `T`'s number. Ancestors
+//!   outlive their descendants (the tree's invariant 1), so that ancestor's entry stays in
+//!   `T`'s wheel until `T` fires it (cancelling the whole subtree) or `T` is dropped (which
+//!   cancels it with `ParentGone`, before `T`'s number can be reused); or
+//! * is `DUE` or `FIRING` (some timer is cancelling it right now) or `IDLE` (a published
+//!   deadline node outside any timer was fired or expired: it is cancelled). The new node
+//!   is then born cancelled, or linked in time for that cancellation to reach it.
+//!
+//! Anything else (an ancestor pending on another timer, a non-timer extension node) makes
+//! the node register its own entry, at the inherited deadline, on `T`. The proof is gathered
+//! only when an ancestor's deadline is not later than the new one (`probe`: a second
+//! `deadline_raw` walk with a thread-local probe that `vt_deadline` reports to), so the
+//! common paths (no ancestor deadline, or a later one) pay one thread-local load.
 #![allow(unsafe_code)]
 
 use core::fmt;
@@ -68,17 +94,19 @@ use cutoff::{
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
 use crate::loom::Ordering::*;
 use crate::loom::{AtomicU32, SPINS, park, spin_hint, wake_all_with};
-use crate::timer::{Inner, Shard, Timer, global_origin};
+use crate::timer::{Inner, NUMBER_LIMIT, Shard, Timer, global_origin};
 use crate::wheel::Entry;
 
 const IDLE: u32 = 0;
 const PENDING: u32 = 1;
 const DUE: u32 = 2;
 const FIRING: u32 = 3;
-const STATE: u32 = 0b11;
+const INHERIT: u32 = 4;
+const STATE: u32 = 0b111;
 /// Set while `FIRING` by an owner about to park until the firing ends.
-const WAITER: u32 = 0b100;
-const SHIFT: u32 = 3;
+const WAITER: u32 = 0b1000;
+const SHIFT: u32 = 4;
+const _: () = assert!(NUMBER_LIMIT <= 1 << (32 - SHIFT));
 
 /// A deadline node's timer part.
 #[repr(C)]
@@ -107,8 +135,14 @@ static VTABLE: ExtVtable = ExtVtable {
 /// # Safety
 /// `h` heads a live `DeadlineNode`.
 unsafe fn vt_deadline(h: *const ExtHeader) -> u64 {
-    // SAFETY: the caller's contract; the deadline is written before the node is shared.
-    unsafe { (*h.cast::<DeadlineNode>()).core.entry.deadline() }
+    // SAFETY: the caller's contract.
+    let core = unsafe { &(*h.cast::<DeadlineNode>()).core };
+    // The deadline is written before the node is shared.
+    let d = core.entry.deadline();
+    if probe::active() {
+        probe::note(core, d);
+    }
+    d
 }
 
 /// # Safety
@@ -167,6 +201,12 @@ impl DeadlineCore {
         Ok(())
     }
 
+    /// Mark a node that inherits its deadline from an ancestor fired by the timer with
+    /// `number` (before the node is shared).
+    fn set_inherit(&self, number: u32) {
+        self.tag().store(number << SHIFT | INHERIT, Relaxed);
+    }
+
     /// Called by a turn under the shard lock for an entry the wheel just unlinked and that
     /// goes on the due list of the shard with this index.
     ///
@@ -210,7 +250,7 @@ impl DeadlineCore {
         }
     }
 
-    /// Shard index << 2 | state.
+    /// Shard index << SHIFT | state.
     fn tag(&self) -> &AtomicU32 {
         self.entry.tag()
     }
@@ -243,7 +283,7 @@ impl DeadlineCore {
                     self.wait_fired();
                     return;
                 }
-                // IDLE: not in any timer.
+                // IDLE, INHERIT: not in any timer.
                 _ => return,
             }
         }
@@ -292,29 +332,149 @@ fn remove_due(due: &mut Vec<NonNull<Entry>>, e: NonNull<Entry>) {
     }
 }
 
+/// The "same timer" probe (module docs, "Which timer fires an inherited deadline"): while it
+/// is active on a thread, `vt_deadline` reports each deadline node it is asked about, so
+/// that a `deadline_raw` call tells which timer fires the deadline it returns.
+mod probe {
+    use core::cell::Cell;
+
+    use super::{DeadlineCore, INHERIT, PENDING, SHIFT, STATE, Shard};
+    use crate::loom::Ordering::Acquire;
+    use crate::timer::Inner;
+    use cutoff::NodeView;
+
+    #[derive(Clone, Copy)]
+    struct Probe {
+        /// The timer asking (its id; `0`: no probe active).
+        timer: usize,
+        number: u32,
+        /// The earliest deadline reported so far.
+        min: u64,
+        /// Whether a node reporting `min` is proved to be fired by `timer`.
+        same: bool,
+    }
+
+    const OFF: Probe = Probe {
+        timer: 0,
+        number: 0,
+        min: u64::MAX,
+        same: false,
+    };
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        static PROBE: Cell<Probe> = const { Cell::new(OFF) };
+    }
+    #[cfg(loom)]
+    loom::thread_local! {
+        static PROBE: Cell<Probe> = Cell::new(OFF);
+    }
+
+    /// Whether a probe is active on this thread (one thread-local load).
+    #[inline]
+    pub(super) fn active() -> bool {
+        PROBE.try_with(|p| p.get().timer != 0).unwrap_or(false)
+    }
+
+    /// `core` reports deadline `d` to the active probe.
+    #[cold]
+    pub(super) fn note(core: &DeadlineCore, d: u64) {
+        let _ = PROBE.try_with(|p| {
+            let mut probe = p.get();
+            let same = fired_by(core, &probe);
+            if d < probe.min {
+                probe.min = d;
+                probe.same = same;
+            } else if d == probe.min {
+                probe.same |= same;
+            }
+            p.set(probe);
+        });
+    }
+
+    /// Whether a child on the probing timer may rely on `core`'s node for its deadline: the
+    /// node is proved to be cancelled at its deadline by that timer, or is already being
+    /// cancelled.
+    fn fired_by(core: &DeadlineCore, probe: &Probe) -> bool {
+        let w = core.tag().load(Acquire);
+        match w & STATE {
+            // Its shard's owner can only change once the entry has left the shard, that is,
+            // once it is being fired: then the node is cancelled anyway (below).
+            PENDING => Shard::at(w >> SHIFT).owner() == probe.timer,
+            INHERIT => w >> SHIFT == probe.number,
+            // `DUE` / `FIRING`: a turn (or a timer's drop) is cancelling it right now; `IDLE`:
+            // a published deadline node that is not in a timer was fired or expired, so it is
+            // cancelled. Either way so is (or will be) everything under it.
+            _ => true,
+        }
+    }
+
+    /// `parent`'s deadline, and whether it is proved to be fired by `timer`.
+    pub(super) fn deadline_of(parent: &NodeView, timer: &Inner) -> (Option<u64>, bool) {
+        let on = Probe {
+            timer: timer.id(),
+            number: timer.number(),
+            ..OFF
+        };
+        if PROBE.try_with(|p| p.set(on)).is_err() {
+            return (parent.deadline_raw(), false);
+        }
+        let d = parent.deadline_raw();
+        let probe = PROBE.try_with(|p| p.replace(OFF)).unwrap_or(OFF);
+        (d, d == Some(probe.min) && probe.same)
+    }
+}
+
 /// The decision for a new deadline node, given its parent.
 enum Plan {
-    /// An ancestor's deadline is not later: no timer entry, inherit it.
+    /// An ancestor's deadline is not later and is fired by the same timer: no timer entry,
+    /// inherit it.
     Inherit(u64),
     /// Already due: cancel at once.
     Expired(u64),
-    /// Register with the timer.
+    /// Register with the timer, at this (effective) deadline.
     Register(u64),
+}
+
+impl Plan {
+    /// The node's effective deadline.
+    fn deadline(&self) -> u64 {
+        match *self {
+            Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
+        }
+    }
 }
 
 /// `now` is a clock reading taken at or after the caller's request (so `deadline <= now`
 /// really means "already due"); callers that computed `deadline` from a reading pass that one,
 /// saving a second clock read.
-fn plan(parent: Option<&NodeView>, deadline: u64, now: u64) -> Plan {
-    if let Some(pd) = parent.and_then(NodeView::deadline_raw)
+#[inline]
+fn plan(parent: Option<&NodeView>, deadline: u64, now: u64, timer: &Inner) -> Plan {
+    if let Some(p) = parent
+        && let Some(pd) = p.deadline_raw()
         && pd <= deadline
     {
-        return Plan::Inherit(pd);
+        return plan_under_earlier(p, deadline, now, timer);
     }
     if deadline <= now {
         Plan::Expired(deadline)
     } else {
         Plan::Register(deadline)
+    }
+}
+
+/// An ancestor's deadline is not later than `deadline`: inherit it if our timer fires it,
+/// else register at it ourselves (module docs, "Which timer fires an inherited deadline").
+#[cold]
+fn plan_under_earlier(parent: &NodeView, deadline: u64, now: u64, timer: &Inner) -> Plan {
+    let (pd, same) = probe::deadline_of(parent, timer);
+    let d = pd.map_or(deadline, |pd| pd.min(deadline));
+    if same {
+        Plan::Inherit(d)
+    } else if d <= now {
+        Plan::Expired(d)
+    } else {
+        Plan::Register(d)
     }
 }
 
@@ -347,11 +507,11 @@ impl Timer {
 
     fn deadline_source_nanos(&self, parent: Parent<'_>, deadline: u64, now: u64) -> CancelSource {
         let inner = self.inner();
-        let plan = plan(parent.view(), deadline, now);
-        let d = match plan {
-            Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
-        };
-        let node = Box::new(DeadlineNode::new(d));
+        let plan = plan(parent.view(), deadline, now, inner);
+        let node = Box::new(DeadlineNode::new(plan.deadline()));
+        if let Plan::Inherit(_) = plan {
+            node.core.set_inherit(inner.number());
+        }
         // SAFETY: a fresh heap allocation headed by its ExtHeader, freed by `vt_free`.
         let src = unsafe { ExtHeader::into_source(NonNull::from(Box::leak(node)).cast(), parent) };
         if src.is_cancelled() {
@@ -465,9 +625,12 @@ impl<'a> Deadline<'a> {
             this.linked = true;
             let inner = this.timer.inner();
             let now = this.now.unwrap_or_else(|| inner.now());
-            let plan = plan(this.parent, this.deadline, now);
-            if let Plan::Inherit(d) = plan {
-                this.node.core.entry.set_deadline(d);
+            let plan = plan(this.parent, this.deadline, now, inner);
+            if plan.deadline() != this.deadline {
+                this.node.core.entry.set_deadline(plan.deadline());
+            }
+            if let Plan::Inherit(_) = plan {
+                this.node.core.set_inherit(inner.number());
             }
             // SAFETY: pinned, exclusive, the parent outlives us ('a), and our drop unlinks.
             let header = unsafe { Pin::new_unchecked(&this.node.header) };

@@ -128,7 +128,7 @@ pub(crate) struct Shard {
     next: AtomicU64,
     /// The id of the timer this shard belongs to, `0` while it is in the pool. Written only
     /// under the shard lock; read under it by inserts, turns and drains (module docs, "Shard
-    /// lifetime").
+    /// lifetime"), and without it by deadline.rs's "same timer" probe (a hint there).
     owner: AtomicUsize,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
     /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
@@ -306,6 +306,11 @@ impl Shard {
         }
     }
 
+    /// The id of the timer this shard belongs to (`0`: none); see the field.
+    pub(crate) fn owner(&self) -> usize {
+        self.owner.load(Relaxed)
+    }
+
     /// Give the shard back to the pool if it belongs to timer `id` and is empty (checked and
     /// recorded under the lock: module docs, rule 3). The caller has taken it out of the
     /// timer's list (or is about to, on `true`).
@@ -333,6 +338,9 @@ impl Shard {
 
 pub(crate) struct Inner {
     id: usize,
+    /// A number unique among live timers (recycled when a timer drops), small enough for the
+    /// tag of a deadline node that inherits this timer's deadline (deadline.rs, `INHERIT`).
+    number: u32,
     clock: Arc<dyn Clock>,
     /// `global_origin()` to the clock's origin, in nanoseconds, and whether the clock's origin
     /// is *before* the global one (then the offset is subtracted).
@@ -377,6 +385,31 @@ loom::thread_local! {
     static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
 }
 
+/// Timer numbers: the next never used one, and the free ones.
+static NUMBERS: std::sync::Mutex<(u32, Vec<u32>)> = std::sync::Mutex::new((1, Vec::new()));
+
+/// The largest timer number plus one (it must fit a deadline tag's payload).
+pub(crate) const NUMBER_LIMIT: u32 = 1 << 28;
+
+fn take_number() -> u32 {
+    let mut n = NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(x) = n.1.pop() {
+        return x;
+    }
+    let x = n.0;
+    assert!(
+        x < NUMBER_LIMIT,
+        "cutoff-timer: more than {} timers alive at once",
+        NUMBER_LIMIT - 1
+    );
+    n.0 += 1;
+    x
+}
+
+fn release_number(x: u32) {
+    NUMBERS.lock().unwrap_or_else(|e| e.into_inner()).1.push(x);
+}
+
 /// What [`Inner::fire_shard`] takes out of a shard's wheel.
 #[derive(Clone, Copy)]
 enum Sweep {
@@ -394,6 +427,16 @@ impl Inner {
         } else {
             self.offset.saturating_add(self.clock.now())
         }
+    }
+
+    /// This timer's id (unique in the process, never reused).
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// This timer's number (unique among live timers, below [`NUMBER_LIMIT`]).
+    pub(crate) fn number(&self) -> u32 {
+        self.number
     }
 
     /// The calling thread's shard of this timer, locked, and owned by this timer (module
@@ -724,6 +767,7 @@ impl Timer {
         };
         Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            number: take_number(),
             clock,
             offset,
             before,
@@ -826,6 +870,9 @@ impl Drop for Timer {
             let retired = s.retire(self.inner.id);
             debug_assert!(retired, "a shard not empty after the drain");
         }
+        // Every deadline that inherited this timer's deadlines (tag `INHERIT` with our
+        // number) has been cancelled by the drain, so the number may name another timer now.
+        release_number(self.inner.number);
     }
 }
 

@@ -896,4 +896,11 @@ impl Inner {
         fence(SeqCst);
         lowered && deadline < self.wake_at.load(SeqCst)
     }
+
+    /// Mark the calling thread's shard of this timer an orphan while it stays in the thread's
+    /// caches: the state that a thread-local destructor running after the cache's saw before
+    /// the shard-lifetime rules (an insert through a stale cache racing the recycle).
+    pub(crate) fn test_orphan_local_shard(self: &Arc<Self>) {
+        self.local_shard().orphan.store(self.id, Release);
+    }
 }

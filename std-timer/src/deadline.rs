@@ -137,12 +137,12 @@ static VTABLE: ExtVtable = ExtVtable {
 unsafe fn vt_deadline(h: *const ExtHeader) -> u64 {
     // SAFETY: the caller's contract.
     let core = unsafe { &(*h.cast::<DeadlineNode>()).core };
-    // The deadline is written before the node is shared.
-    let d = core.entry.deadline();
     if probe::active() {
-        probe::note(core, d);
+        // A tail call: the common path stays free of a stack frame.
+        return probe::note(core);
     }
-    d
+    // The deadline is written before the node is shared.
+    core.entry.deadline()
 }
 
 /// # Safety
@@ -205,6 +205,18 @@ impl DeadlineCore {
     /// `number` (before the node is shared).
     fn set_inherit(&self, number: u32) {
         self.tag().store(number << SHIFT | INHERIT, Relaxed);
+    }
+
+    /// Record what `plan` decided for a node not shared yet, when it is not "register at the
+    /// requested deadline" (the effective deadline, and whether it inherits).
+    #[cold]
+    fn apply(&self, plan: &Plan, timer: &Inner) {
+        if plan.deadline() != self.entry.deadline() {
+            self.entry.set_deadline(plan.deadline());
+        }
+        if let Plan::Inherit(_) = plan {
+            self.set_inherit(timer.number());
+        }
     }
 
     /// Called by a turn under the shard lock for an entry the wheel just unlinked and that
@@ -345,7 +357,7 @@ mod probe {
 
     #[derive(Clone, Copy)]
     struct Probe {
-        /// The timer asking (its id; `0`: no probe active).
+        /// The timer asking (its id).
         timer: usize,
         number: u32,
         /// The earliest deadline reported so far.
@@ -363,22 +375,34 @@ mod probe {
 
     #[cfg(not(loom))]
     std::thread_local! {
+        /// Whether `PROBE` is active: what every `vt_deadline` call reads (no destructor and
+        /// a const initializer, so one thread-local load, and readable at any time).
+        static ACTIVE: Cell<bool> = const { Cell::new(false) };
         static PROBE: Cell<Probe> = const { Cell::new(OFF) };
     }
     #[cfg(loom)]
     loom::thread_local! {
+        static ACTIVE: Cell<bool> = Cell::new(false);
         static PROBE: Cell<Probe> = Cell::new(OFF);
     }
 
     /// Whether a probe is active on this thread (one thread-local load).
     #[inline]
     pub(super) fn active() -> bool {
-        PROBE.try_with(|p| p.get().timer != 0).unwrap_or(false)
+        #[cfg(not(loom))]
+        {
+            ACTIVE.with(Cell::get)
+        }
+        #[cfg(loom)]
+        {
+            ACTIVE.try_with(Cell::get).unwrap_or(false)
+        }
     }
 
-    /// `core` reports deadline `d` to the active probe.
+    /// `core` reports its deadline to the active probe; returns it.
     #[cold]
-    pub(super) fn note(core: &DeadlineCore, d: u64) {
+    pub(super) fn note(core: &DeadlineCore) -> u64 {
+        let d = core.entry.deadline();
         let _ = PROBE.try_with(|p| {
             let mut probe = p.get();
             let same = fired_by(core, &probe);
@@ -390,6 +414,7 @@ mod probe {
             }
             p.set(probe);
         });
+        d
     }
 
     /// Whether a child on the probing timer may rely on `core`'s node for its deadline: the
@@ -416,10 +441,11 @@ mod probe {
             number: timer.number(),
             ..OFF
         };
-        if PROBE.try_with(|p| p.set(on)).is_err() {
+        if PROBE.try_with(|p| p.set(on)).is_err() || ACTIVE.try_with(|a| a.set(true)).is_err() {
             return (parent.deadline_raw(), false);
         }
         let d = parent.deadline_raw();
+        let _ = ACTIVE.try_with(|a| a.set(false));
         let probe = PROBE.try_with(|p| p.replace(OFF)).unwrap_or(OFF);
         (d, d == Some(probe.min) && probe.same)
     }
@@ -626,11 +652,8 @@ impl<'a> Deadline<'a> {
             let inner = this.timer.inner();
             let now = this.now.unwrap_or_else(|| inner.now());
             let plan = plan(this.parent, this.deadline, now, inner);
-            if plan.deadline() != this.deadline {
-                this.node.core.entry.set_deadline(plan.deadline());
-            }
-            if let Plan::Inherit(_) = plan {
-                this.node.core.set_inherit(inner.number());
+            if !matches!(plan, Plan::Register(d) if d == this.deadline) {
+                this.node.core.apply(&plan, inner);
             }
             // SAFETY: pinned, exclusive, the parent outlives us ('a), and our drop unlinks.
             let header = unsafe { Pin::new_unchecked(&this.node.header) };

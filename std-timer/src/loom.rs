@@ -62,6 +62,9 @@ mod inner {
         loom::thread::park();
     }
 
+    /// See the `std` version (nothing to do under loom).
+    pub(crate) fn init_parking() {}
+
     /// Run `under_lock` while `key`'s queue is locked, then wake every thread parked on `key`.
     pub(crate) fn wake_all_with(key: usize, under_lock: impl FnOnce()) {
         let woken: Vec<_> = {
@@ -129,6 +132,24 @@ mod inner {
                 |_, _| {},
                 parking_lot_core::DEFAULT_PARK_TOKEN,
                 None,
+            );
+        }
+    }
+
+    /// Make `parking_lot_core` allocate its process-wide table of parked threads now (about
+    /// 1 KiB, made on first use and never freed), so that this one-time allocation happens
+    /// when a timer is made, at a predictable point, rather than at the first contended shard
+    /// lock or parked drop somewhere in the middle of a program (a leak check that takes its
+    /// baseline after creating the global timer, like `tests/tests/soak.rs`, then sees
+    /// nothing).
+    pub(crate) fn init_parking() {
+        static KEY: u8 = 0;
+        // SAFETY: `parking_lot_core::unpark_all`'s contract: the key is the address of our own
+        // private static, on which nothing ever parks (so this wakes no one).
+        unsafe {
+            parking_lot_core::unpark_all(
+                core::ptr::from_ref(&KEY) as usize,
+                parking_lot_core::DEFAULT_UNPARK_TOKEN,
             );
         }
     }

@@ -757,6 +757,7 @@ static NEXT_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsiz
 
 impl Timer {
     fn with_inner(clock: Arc<dyn Clock>) -> Arc<Inner> {
+        crate::loom::init_parking();
         let (origin, theirs) = (global_origin(), clock.origin());
         // A clock whose origin is before the common one (a custom clock) is read as if it
         // started at the common origin: saturating at 0 can only make deadlines late.

@@ -72,3 +72,46 @@ fn a_callback_dropping_a_pinned_deadline_of_the_same_batch_does_not_hang_the_dri
         drop(src);
     }
 }
+
+// ---- added with the fix: the same shape on a timer with its own driver thread -------------
+
+/// The threaded form of the defect: the driver thread itself ran the callback and hung, and
+/// with it every later deadline of the timer. Here the same-batch drop completes and the
+/// driver goes on firing.
+#[test]
+fn the_driver_thread_survives_a_same_batch_drop_and_keeps_firing() {
+    use cutoff::Reason;
+    use std::time::Instant;
+
+    let timer: &'static Timer = Box::leak(Box::new(Timer::new()));
+    let at = Instant::now() + Duration::from_millis(20);
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let mut d = Box::pin(Deadline::with_timer(timer, None, at));
+    d.as_mut().link();
+    *slot.lock().unwrap() = Some(d);
+    let src = timer.deadline_source(Parent::Root, at);
+    let s = slot.clone();
+    let reg = src.on_cancel(move |_| drop(s.lock().unwrap().take()));
+    assert_eq!(
+        src.wait_timeout(Duration::from_secs(10)),
+        Some(Reason::DeadlineExceeded),
+        "the driver did not fire the heap deadline"
+    );
+    // The callback (run by the driver's walk, maybe after the waiter was woken) drops the
+    // pinned deadline.
+    let start = Instant::now();
+    while slot.lock().unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the callback never dropped the pinned deadline"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let later = timer.timeout_source(Parent::Root, Duration::from_millis(5));
+    assert_eq!(
+        later.wait_timeout(Duration::from_secs(10)),
+        Some(Reason::DeadlineExceeded),
+        "the driver stopped firing after a callback dropped a pinned deadline of its batch"
+    );
+    drop(reg);
+}

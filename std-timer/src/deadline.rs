@@ -7,32 +7,73 @@
 //! 64-byte node plus a 32-byte entry: 96 bytes, one allocation. Everything that works on a node (children, callbacks,
 //! waiters, reasons) works on a deadline node.
 //!
-//! * If an ancestor's deadline is already earlier (or equal), the node gets **no timer
-//!   entry** at all: it is cancelled through that ancestor; it still reports the inherited
-//!   deadline.
+//! * If an ancestor's deadline is already earlier (or equal) **and will be fired by the same
+//!   timer**, the node gets **no timer entry** at all: it is cancelled through that ancestor;
+//!   it still reports the inherited deadline. If that deadline belongs to another timer, the
+//!   node registers its own entry, at the inherited (earlier) deadline, on its own timer:
+//!   every deadline fires on its own timer, whatever the other timer does (it may be a
+//!   manual timer nobody turns). See "Which timer fires an inherited deadline" below.
 //! * A deadline already in the past gives a node that is cancelled at once with
 //!   [`Reason::DeadlineExceeded`].
 //! * Otherwise the entry goes into the calling thread's shard of the timer.
 //!
-//! # Entry states (`DeadlineCore::tag`: shard index << 2 | state)
+//! # Entry states (`DeadlineCore::tag`: payload << 4 | `WAITER` | state)
 //!
 //! ```text
-//!   IDLE ──register (shard lock)──▶ PENDING ──driver pops it (shard lock)──▶ FIRING
-//!    ▲                                │                                         │
-//!    └────────── owner removes it (shard lock) ◀┘        driver cancelled node ─┘ (Release)
+//!            register                      a turn moves it to the due list
+//!   IDLE ─────────────────────▶ PENDING ───────────────────────────────────▶ DUE
+//!    ▲  ▲                          │                                         │  │
+//!    │  └─── the owner removes it ◀┴─────────────────────────────────────────┘  │
+//!    │                                                                          │ a turn takes
+//!    └─── end_fire (Release; wakes a parked owner) ◀─────── FIRING ◀────────────┘ it off the list
+//!
+//!   every transition but end_fire happens under the shard lock
+//!
+//!   INHERIT: no entry at all (payload: the number of the timer that fires the ancestor's
+//!   deadline); set before the node is shared, never changes.
 //! ```
+//!
+//! The payload is the shard's index while `PENDING` or `DUE`. `WAITER` is set (only while
+//! `FIRING`) by an owner that is about to park until the firing ends.
 //!
 //! # Invariants
 //!
-//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the tag. The
-//!    transitions out of `PENDING` happen under that shard's lock, so an owner that sees
-//!    `PENDING` under the lock may remove the entry.
-//! 2. While `PENDING` or `FIRING`, the node stays alive: its owner's drop removes a `PENDING`
-//!    entry or waits for a `FIRING` one to return to `IDLE` before freeing anything. For a
-//!    heap node, the driver also holds a handle while firing (never resurrecting one whose
-//!    last handle is gone), so user code run by the cancel cannot free it under the driver.
-//! 3. A shard outlives every entry that is `PENDING` in it: shards live as long as their
-//!    timer, and dropping a timer drains every shard first.
+//! 1. `PENDING` ⇔ the entry is linked in the wheel of the shard named in the tag; `DUE` ⇔ it
+//!    is on that shard's due list. Every transition into or out of these two states happens
+//!    under that shard's lock, so an owner that sees either under the lock may remove the
+//!    entry (from the wheel, or from the due list).
+//! 2. While `PENDING`, `DUE` or `FIRING`, the node stays alive: its owner's drop removes a
+//!    `PENDING` or `DUE` entry, or waits for a `FIRING` one to return to `IDLE`, before
+//!    freeing anything. For a heap node, the driver also holds a handle while firing (never
+//!    resurrecting one whose last handle is gone), so user code run by the cancel cannot free
+//!    it under the driver.
+//! 3. An entry is `FIRING` only while a driver is inside that node's own cancellation
+//!    (timer.rs, "Firing"). So an owner's drop waits only for its own node's cancellation;
+//!    the only drop that could wait for itself is one made *from inside* that cancellation,
+//!    i.e. dropping a pinned node the cancellation is passing through, which the tree
+//!    already forbids (DESIGN.md section 12).
+//! 4. A shard outlives every entry that is `PENDING` or `DUE` in it, and belongs to the
+//!    entry's timer meanwhile (timer.rs, "Shard lifetime"); shards are never freed at all.
+//!
+//! # Which timer fires an inherited deadline
+//!
+//! A node inherits (tag `INHERIT`, no entry) only when the ancestor deadline it would inherit
+//! is *proved* to be fired by the node's own timer `T`, or is already being fired: the
+//! ancestor that supplies it
+//!
+//! * is `PENDING` in a shard owned by `T`, or is itself `INHERIT` with `T`'s number. Ancestors
+//!   outlive their descendants (the tree's invariant 1), so that ancestor's entry stays in
+//!   `T`'s wheel until `T` fires it (cancelling the whole subtree) or `T` is dropped (which
+//!   cancels it with `ParentGone`, before `T`'s number can be reused); or
+//! * is `DUE` or `FIRING` (some timer is cancelling it right now) or `IDLE` (a published
+//!   deadline node outside any timer was fired or expired: it is cancelled). The new node
+//!   is then born cancelled, or linked in time for that cancellation to reach it.
+//!
+//! Anything else (an ancestor pending on another timer, a non-timer extension node) makes
+//! the node register its own entry, at the inherited deadline, on `T`. The proof is gathered
+//! only when an ancestor's deadline is not later than the new one (`probe`: a second
+//! `deadline_raw` walk with a thread-local probe that `vt_deadline` reports to), so the
+//! common paths (no ancestor deadline, or a later one) pay one thread-local load.
 #![allow(unsafe_code)]
 
 use core::fmt;
@@ -52,15 +93,20 @@ use cutoff::{
 
 use crate::clock::{duration_to_nanos, to_instant, to_nanos};
 use crate::loom::Ordering::*;
-use crate::loom::{AtomicU32, relax};
-use crate::timer::{Inner, Shard, Timer, global_origin};
+use crate::loom::{AtomicU32, SPINS, park, spin_hint, wake_all_with};
+use crate::timer::{Inner, NUMBER_LIMIT, Shard, Timer, global_origin};
 use crate::wheel::Entry;
 
 const IDLE: u32 = 0;
 const PENDING: u32 = 1;
-const FIRING: u32 = 2;
-const STATE: u32 = 0b11;
-const INDEX_SHIFT: u32 = 2;
+const DUE: u32 = 2;
+const FIRING: u32 = 3;
+const INHERIT: u32 = 4;
+const STATE: u32 = 0b111;
+/// Set while `FIRING` by an owner about to park until the firing ends.
+const WAITER: u32 = 0b1000;
+const SHIFT: u32 = 4;
+const _: () = assert!(NUMBER_LIMIT <= 1 << (32 - SHIFT));
 
 /// A deadline node's timer part.
 #[repr(C)]
@@ -89,8 +135,14 @@ static VTABLE: ExtVtable = ExtVtable {
 /// # Safety
 /// `h` heads a live `DeadlineNode`.
 unsafe fn vt_deadline(h: *const ExtHeader) -> u64 {
-    // SAFETY: the caller's contract; the deadline is written before the node is shared.
-    unsafe { (*h.cast::<DeadlineNode>()).core.entry.deadline() }
+    // SAFETY: the caller's contract.
+    let core = unsafe { &(*h.cast::<DeadlineNode>()).core };
+    if probe::active() {
+        // A tail call: the common path stays free of a stack frame.
+        return probe::note(core);
+    }
+    // The deadline is written before the node is shared.
+    core.entry.deadline()
 }
 
 /// # Safety
@@ -134,95 +186,321 @@ impl DeadlineCore {
 
     /// Insert into the calling thread's shard of `timer`. `Err` if already due.
     fn register(&self, timer: &Arc<Inner>) -> Result<(), ()> {
-        let shard = timer.local_shard();
-        let mut wheel = shard.lock();
+        let (shard, mut locked) = timer.lock_local_shard();
         // SAFETY: the entry lives inside a pinned (or boxed) deadline node whose drop removes
         // it (invariant 2).
-        if unsafe { wheel.insert(NonNull::from(&self.entry)) }.is_err() {
+        if unsafe { locked.wheel.insert(NonNull::from(&self.entry)) }.is_err() {
             return Err(());
         }
-        self.tag()
-            .store(shard.index() << INDEX_SHIFT | PENDING, Release);
+        self.tag().store(shard.index() << SHIFT | PENDING, Release);
         let lowered = shard.lower_next(self.entry.deadline());
-        drop(wheel);
+        drop(locked);
         if lowered {
             timer.inserted(self.entry.deadline());
         }
         Ok(())
     }
 
-    /// Called by the driver under the shard lock for an entry the wheel just unlinked.
+    /// Mark a node that inherits its deadline from an ancestor fired by the timer with
+    /// `number` (before the node is shared).
+    fn set_inherit(&self, number: u32) {
+        self.tag().store(number << SHIFT | INHERIT, Relaxed);
+    }
+
+    /// Record what `plan` decided for a node not shared yet, when it is not "register at the
+    /// requested deadline" (the effective deadline, and whether it inherits).
+    #[cold]
+    fn apply(&self, plan: &Plan, timer: &Inner) {
+        if plan.deadline() != self.entry.deadline() {
+            self.entry.set_deadline(plan.deadline());
+        }
+        if let Plan::Inherit(_) = plan {
+            self.set_inherit(timer.number());
+        }
+    }
+
+    /// Called by a turn under the shard lock for an entry the wheel just unlinked and that
+    /// goes on the due list of the shard with this index.
     ///
     /// # Safety
     /// The entry was `PENDING` in the locked shard.
+    pub(crate) unsafe fn mark_due(&self, shard_index: u32) {
+        self.tag().store(shard_index << SHIFT | DUE, Relaxed);
+    }
+
+    /// Called by a turn under the shard lock for an entry it just took off the due list, to
+    /// cancel its node now; returns a handle on a heap node (none for a pinned one).
+    ///
+    /// # Safety
+    /// The entry was `DUE` in the locked shard.
     pub(crate) unsafe fn begin_fire(&self) -> Option<CancelToken> {
         self.tag().store(FIRING, Relaxed);
         self.node().to_token()
     }
 
-    /// The driver is done with a `FIRING` entry.
+    /// The driver is done with a `FIRING` entry: make it `IDLE`, waking its owner if it is
+    /// parked waiting for that. Takes a pointer, not `&self`: once the entry is `IDLE` its
+    /// owner may free it, while this function is still running.
     ///
     /// # Safety
-    /// `begin_fire` was called; after this the driver does not touch the node again.
-    pub(crate) unsafe fn end_fire(&self) {
-        self.tag().store(IDLE, Release);
+    /// `begin_fire` was called on `this`, which is still `FIRING` (so alive); after this the
+    /// driver does not touch the node again.
+    pub(crate) unsafe fn end_fire(this: NonNull<Self>) {
+        // SAFETY: `FIRING` keeps the node alive (invariant 2) until the store below.
+        let tag: *const AtomicU32 = unsafe { this.as_ref() }.tag();
+        // SAFETY: as above; only the owner can have changed the tag since (adding `WAITER`).
+        let done = unsafe { &*tag }.compare_exchange(FIRING, IDLE, Release, Relaxed);
+        if done.is_err() {
+            // The owner set `WAITER` and parks (or is about to) on the tag. Make the entry
+            // `IDLE` with the tag's park queue locked: the owner cannot see it (and free the
+            // node) before every parked thread has been taken off that queue, so the wake-up
+            // never reaches whatever reuses the address.
+            wake_all_with(tag as usize, || {
+                // SAFETY: still `FIRING`, so alive, until this very store.
+                unsafe { &*tag }.store(IDLE, Release);
+            });
+        }
     }
 
-    /// Shard index << 2 | state.
+    /// Shard index << SHIFT | state.
     fn tag(&self) -> &AtomicU32 {
         self.entry.tag()
     }
 
-    /// Take the entry out of its wheel, or wait for a firing in progress (owner's drop).
+    /// Take the entry out of its wheel or due list, or wait for a firing in progress (owner's
+    /// drop). Afterwards no driver touches the node again.
     fn unregister(&self) {
-        let mut spins = 0u32;
+        let mut w = self.tag().load(Acquire);
         loop {
-            let w = self.tag().load(Acquire);
             match w & STATE {
-                IDLE => return,
-                PENDING => {
-                    // Invariant 3: shards are never freed (timer.rs, `Shard`), so the index
+                PENDING | DUE => {
+                    // Invariant 4: shards are never freed (timer.rs, `Shard`), so the index
                     // names a live shard even if the entry has moved on since.
-                    let mut wheel = Shard::at(w >> INDEX_SHIFT).lock();
+                    let mut locked = Shard::at(w >> SHIFT).lock();
                     if self.tag().load(Relaxed) == w {
-                        // SAFETY: invariant 1: PENDING under the lock means linked here.
-                        unsafe { wheel.remove(NonNull::from(&self.entry)) };
+                        let e = NonNull::from(&self.entry);
+                        if w & STATE == PENDING {
+                            // SAFETY: invariant 1: PENDING under the lock means linked here.
+                            unsafe { locked.wheel.remove(e) };
+                        } else {
+                            remove_due(&mut locked.due, e);
+                        }
                         self.tag().store(IDLE, Relaxed);
                         return;
                     }
+                    drop(locked);
+                    w = self.tag().load(Acquire);
                 }
-                _ => {
-                    // FIRING: the driver is cancelling the node; wait for it.
-                    relax(&mut spins);
+                FIRING => {
+                    self.wait_fired();
+                    return;
                 }
+                // IDLE, INHERIT: not in any timer.
+                _ => return,
             }
         }
+    }
+
+    /// Wait until the driver is done firing this entry: spin a few times, then park on the
+    /// tag until `end_fire` wakes us (see `crate::loom`, "Blocking").
+    #[cold]
+    fn wait_fired(&self) {
+        let tag = self.tag();
+        let mut spins = 0;
+        loop {
+            let w = tag.load(Acquire);
+            // `FIRING` only ever becomes `IDLE` (the owner, us, does not register again).
+            if w & STATE != FIRING {
+                return;
+            }
+            if spins < SPINS {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            if w & WAITER == 0
+                && tag
+                    .compare_exchange(w, w | WAITER, Relaxed, Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let parked = w | WAITER;
+            park(core::ptr::from_ref(tag) as usize, || {
+                tag.load(Relaxed) == parked
+            });
+        }
+    }
+}
+
+/// Take `e` off a shard's due list (invariant 1: it is on it).
+#[cold]
+fn remove_due(due: &mut Vec<NonNull<Entry>>, e: NonNull<Entry>) {
+    let i = due.iter().position(|&x| x == e);
+    debug_assert!(i.is_some(), "a DUE entry not on its shard's due list");
+    if let Some(i) = i {
+        // Keep the order: the rest still fire oldest first.
+        due.remove(i);
+    }
+}
+
+/// The "same timer" probe (module docs, "Which timer fires an inherited deadline"): while it
+/// is active on a thread, `vt_deadline` reports each deadline node it is asked about, so
+/// that a `deadline_raw` call tells which timer fires the deadline it returns.
+mod probe {
+    use core::cell::Cell;
+
+    use super::{DeadlineCore, INHERIT, PENDING, SHIFT, STATE, Shard};
+    use crate::loom::Ordering::Acquire;
+    use crate::timer::Inner;
+    use cutoff::NodeView;
+
+    #[derive(Clone, Copy)]
+    struct Probe {
+        /// The timer asking (its id).
+        timer: usize,
+        number: u32,
+        /// The earliest deadline reported so far.
+        min: u64,
+        /// Whether a node reporting `min` is proved to be fired by `timer`.
+        same: bool,
+    }
+
+    const OFF: Probe = Probe {
+        timer: 0,
+        number: 0,
+        min: u64::MAX,
+        same: false,
+    };
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        /// Whether `PROBE` is active: what every `vt_deadline` call reads (no destructor and
+        /// a const initializer, so one thread-local load, and readable at any time).
+        static ACTIVE: Cell<bool> = const { Cell::new(false) };
+        static PROBE: Cell<Probe> = const { Cell::new(OFF) };
+    }
+    #[cfg(loom)]
+    loom::thread_local! {
+        static ACTIVE: Cell<bool> = Cell::new(false);
+        static PROBE: Cell<Probe> = Cell::new(OFF);
+    }
+
+    /// Whether a probe is active on this thread (one thread-local load).
+    #[inline]
+    pub(super) fn active() -> bool {
+        #[cfg(not(loom))]
+        {
+            ACTIVE.with(Cell::get)
+        }
+        #[cfg(loom)]
+        {
+            ACTIVE.try_with(Cell::get).unwrap_or(false)
+        }
+    }
+
+    /// `core` reports its deadline to the active probe; returns it.
+    #[cold]
+    pub(super) fn note(core: &DeadlineCore) -> u64 {
+        let d = core.entry.deadline();
+        let _ = PROBE.try_with(|p| {
+            let mut probe = p.get();
+            let same = fired_by(core, &probe);
+            if d < probe.min {
+                probe.min = d;
+                probe.same = same;
+            } else if d == probe.min {
+                probe.same |= same;
+            }
+            p.set(probe);
+        });
+        d
+    }
+
+    /// Whether a child on the probing timer may rely on `core`'s node for its deadline: the
+    /// node is proved to be cancelled at its deadline by that timer, or is already being
+    /// cancelled.
+    fn fired_by(core: &DeadlineCore, probe: &Probe) -> bool {
+        let w = core.tag().load(Acquire);
+        match w & STATE {
+            // Its shard's owner can only change once the entry has left the shard, that is,
+            // once it is being fired: then the node is cancelled anyway (below).
+            PENDING => Shard::at(w >> SHIFT).owner() == probe.timer,
+            INHERIT => w >> SHIFT == probe.number,
+            // `DUE` / `FIRING`: a turn (or a timer's drop) is cancelling it right now; `IDLE`:
+            // a published deadline node that is not in a timer was fired or expired, so it is
+            // cancelled. Either way so is (or will be) everything under it.
+            _ => true,
+        }
+    }
+
+    /// `parent`'s deadline, and whether it is proved to be fired by `timer`.
+    pub(super) fn deadline_of(parent: &NodeView, timer: &Inner) -> (Option<u64>, bool) {
+        let on = Probe {
+            timer: timer.id(),
+            number: timer.number(),
+            ..OFF
+        };
+        if PROBE.try_with(|p| p.set(on)).is_err() || ACTIVE.try_with(|a| a.set(true)).is_err() {
+            return (parent.deadline_raw(), false);
+        }
+        let d = parent.deadline_raw();
+        let _ = ACTIVE.try_with(|a| a.set(false));
+        let probe = PROBE.try_with(|p| p.replace(OFF)).unwrap_or(OFF);
+        (d, d == Some(probe.min) && probe.same)
     }
 }
 
 /// The decision for a new deadline node, given its parent.
 enum Plan {
-    /// An ancestor's deadline is not later: no timer entry, inherit it.
+    /// An ancestor's deadline is not later and is fired by the same timer: no timer entry,
+    /// inherit it.
     Inherit(u64),
     /// Already due: cancel at once.
     Expired(u64),
-    /// Register with the timer.
+    /// Register with the timer, at this (effective) deadline.
     Register(u64),
+}
+
+impl Plan {
+    /// The node's effective deadline.
+    fn deadline(&self) -> u64 {
+        match *self {
+            Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
+        }
+    }
 }
 
 /// `now` is a clock reading taken at or after the caller's request (so `deadline <= now`
 /// really means "already due"); callers that computed `deadline` from a reading pass that one,
 /// saving a second clock read.
-fn plan(parent: Option<&NodeView>, deadline: u64, now: u64) -> Plan {
-    if let Some(pd) = parent.and_then(NodeView::deadline_raw)
+#[inline]
+fn plan(parent: Option<&NodeView>, deadline: u64, now: u64, timer: &Inner) -> Plan {
+    if let Some(p) = parent
+        && let Some(pd) = p.deadline_raw()
         && pd <= deadline
     {
-        return Plan::Inherit(pd);
+        return plan_under_earlier(p, deadline, now, timer);
     }
     if deadline <= now {
         Plan::Expired(deadline)
     } else {
         Plan::Register(deadline)
+    }
+}
+
+/// An ancestor's deadline is not later than `deadline`: inherit it if our timer fires it,
+/// else register at it ourselves (module docs, "Which timer fires an inherited deadline").
+#[cold]
+fn plan_under_earlier(parent: &NodeView, deadline: u64, now: u64, timer: &Inner) -> Plan {
+    let (pd, same) = probe::deadline_of(parent, timer);
+    let d = pd.map_or(deadline, |pd| pd.min(deadline));
+    if same {
+        Plan::Inherit(d)
+    } else if d <= now {
+        Plan::Expired(d)
+    } else {
+        Plan::Register(d)
     }
 }
 
@@ -255,11 +533,11 @@ impl Timer {
 
     fn deadline_source_nanos(&self, parent: Parent<'_>, deadline: u64, now: u64) -> CancelSource {
         let inner = self.inner();
-        let plan = plan(parent.view(), deadline, now);
-        let d = match plan {
-            Plan::Inherit(d) | Plan::Expired(d) | Plan::Register(d) => d,
-        };
-        let node = Box::new(DeadlineNode::new(d));
+        let plan = plan(parent.view(), deadline, now, inner);
+        let node = Box::new(DeadlineNode::new(plan.deadline()));
+        if let Plan::Inherit(_) = plan {
+            node.core.set_inherit(inner.number());
+        }
         // SAFETY: a fresh heap allocation headed by its ExtHeader, freed by `vt_free`.
         let src = unsafe { ExtHeader::into_source(NonNull::from(Box::leak(node)).cast(), parent) };
         if src.is_cancelled() {
@@ -373,9 +651,9 @@ impl<'a> Deadline<'a> {
             this.linked = true;
             let inner = this.timer.inner();
             let now = this.now.unwrap_or_else(|| inner.now());
-            let plan = plan(this.parent, this.deadline, now);
-            if let Plan::Inherit(d) = plan {
-                this.node.core.entry.set_deadline(d);
+            let plan = plan(this.parent, this.deadline, now, inner);
+            if !matches!(plan, Plan::Register(d) if d == this.deadline) {
+                this.node.core.apply(&plan, inner);
             }
             // SAFETY: pinned, exclusive, the parent outlives us ('a), and our drop unlinks.
             let header = unsafe { Pin::new_unchecked(&this.node.header) };

@@ -21,8 +21,10 @@
 //! * [`with_deadline`] / [`with_timeout`]: heap deadline nodes ([`cutoff::CancelSource`]);
 //!   [`Deadline`]: the pinned, allocation-free form.
 //! * [`DeadlineExt::deadline`]: the earliest deadline on any node's path. When a parent's
-//!   deadline is already earlier, a new deadline node gets no timer entry at all; a deadline
-//!   already in the past gives a node that is cancelled at once.
+//!   deadline is already earlier and belongs to the same timer, a new deadline node gets no
+//!   timer entry at all (under another timer's earlier deadline it registers one, at that
+//!   deadline, on its own timer: every deadline fires on its own timer); a deadline already
+//!   in the past gives a node that is cancelled at once.
 //! * [`timeout`] / [`deadline`]: run a future with a time limit ([`Elapsed`] on expiry); a
 //!   future that is ready at once never touches the timer.
 //! * [`Timer`]: the driver (the process-wide one starts on first use; make your own for

@@ -30,6 +30,54 @@
 //! [`deadline_raw`](cutoff::NodeView::deadline_raw) is meaningful without knowing which
 //! timer owns it.
 //!
+//! # Shard lifetime (who may insert where)
+//!
+//! A shard belongs to at most one timer at a time: its `owner` is that timer's id, or `0`
+//! while the shard is in the process-wide pool. `owner` changes only under the shard's lock:
+//! to a timer's id when the timer takes the shard from the pool, to `0` when the timer gives
+//! it back, which it does only when the shard is empty (no entry in its wheel and none in its
+//! due list, see below) and it has removed the shard from its own list. Three rules follow:
+//!
+//! 1. **Inserts check the owner under the lock.** An insert for timer `T` locks the shard it
+//!    found through the calling thread's cache and inserts only if `owner == T`; otherwise it
+//!    forgets the stale cache entry and takes another shard. So an entry is `PENDING` only in
+//!    a shard that its timer owns, and a shard given back receives nothing (however stale a
+//!    cache that still names it): it cannot silently lose a deadline or fire it on behalf of
+//!    the next timer that takes it from the pool.
+//! 2. **Turns and drains check the owner under the lock** too, so a turn that read the shard
+//!    list before the shard was given back does not fire another timer's entries.
+//! 3. **A shard is given back only when empty**, so every `PENDING` or `DUE` entry's shard is
+//!    owned by its timer for as long as the entry stays so. (Shards are never freed at all,
+//!    so an owner that read "in shard S" before its entry left S still locks live memory.)
+//!
+//! A thread's shards are found through two thread-locals: `ALL` (one shard per timer, with a
+//! destructor) and `LAST` (a one-entry cache, no destructor). When the thread exits, `ALL`'s
+//! destructor clears `LAST` and marks its shards *orphans*; a driver gives an orphan back
+//! once it is empty. Code that still runs on the thread after that (a later thread-local
+//! destructor that makes a deadline) finds no cache and uses the timer's **fallback shard**,
+//! one per timer, shared by all such threads, never orphaned, given back only when the timer
+//! is dropped.
+//!
+//! # Firing: one entry at a time
+//!
+//! A turn takes at most [`BATCH`] due entries out of a shard's wheel under the shard lock and
+//! moves them to the shard's *due list* (state `DUE`, see deadline.rs). It then fires them
+//! **one at a time**: under the shard lock it takes one entry off the due list and marks it
+//! `FIRING` (taking a handle on a heap node), unlocks, cancels the node, and marks the entry
+//! `IDLE` again. Invariant: an entry is `FIRING` only while a driver is inside that entry's own
+//! cancellation. Everything else the driver has claimed is on the due list, where the entry's
+//! owner removes it under the shard lock exactly like a `PENDING` entry. So dropping a
+//! deadline waits at most for the cancellation of its own node, never for other entries of
+//! the batch: a callback that drops another deadline of the same batch (even a pinned one,
+//! which the driver holds no handle on) completes at once, and the driver never touches that
+//! entry again.
+//!
+//! # Blocking
+//!
+//! Waits never spin unboundedly (see `crate::loom`): the shard lock is a spin-then-park
+//! mutex, and an owner waiting for a `FIRING` entry spins a few times, then parks on the
+//! entry's tag until the driver's `end_fire` wakes it.
+//!
 //! # Shutdown
 //!
 //! Dropping a [`Timer`] stops its driver and cancels every deadline still pending on it with
@@ -44,7 +92,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::loom::Ordering::*;
 use crate::loom::{
-    AtomicBool, AtomicU64, AtomicUsize, Mutex, SpinGuard, SpinLock, fence, lock, lock_spin,
+    AtomicBool, AtomicU64, AtomicUsize, Mutex, ShardGuard, ShardLock, fence, lock, lock_shard,
 };
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
@@ -55,7 +103,8 @@ use crate::clock::{Clock, SystemClock, to_nanos};
 use crate::deadline::DeadlineCore;
 use crate::wheel::{Advance, Entry, Wheel};
 
-/// How many entries the driver fires or moves per shard lock hold.
+/// How many due entries a turn moves from a shard's wheel to its due list per lock hold (and
+/// so the due list's fixed capacity).
 const BATCH: usize = 64;
 
 /// The instant all timers measure time from.
@@ -71,17 +120,43 @@ pub fn global_origin() -> Instant {
 /// not about such late lockers). So a shard is leaked once and, when its timer or thread goes
 /// away, returned to a process-wide pool for reuse; a late locker then finds a live shard,
 /// sees its entry's state has changed, and moves on. The number of shards is bounded by the
-/// largest number of (thread, timer) pairs alive at once.
+/// largest number of (thread, timer) pairs alive at once. Who may use a shard when: see the
+/// module docs, "Shard lifetime".
 pub(crate) struct Shard {
-    wheel: SpinLock<Wheel>,
-    /// A lower bound of the earliest deadline in `wheel` (`u64::MAX` when empty).
+    locked: ShardLock<Locked>,
+    /// A lower bound of the earliest deadline in the wheel (`u64::MAX` when empty).
     next: AtomicU64,
+    /// The id of the timer this shard belongs to, `0` while it is in the pool. Written only
+    /// under the shard lock; read under it by inserts, turns and drains (module docs, "Shard
+    /// lifetime"), and without it by deadline.rs's "same timer" probe (a hint there).
+    owner: AtomicUsize,
     /// Set to a timer's id when the thread that used this shard for that timer exits; that
     /// timer's driver recycles the shard once it is empty. (An id, not a flag: a stale mark
     /// for a timer the shard no longer belongs to is ignored.)
     orphan: AtomicUsize,
     /// This shard's index in the shard table (`1..`), what a deadline's tag records.
     index: u32,
+}
+
+/// What a shard's lock protects.
+pub(crate) struct Locked {
+    /// The shard's pending (`PENDING`) entries.
+    pub(crate) wheel: Wheel,
+    /// Entries a turn has taken out of the wheel and not started to fire yet (`DUE`), in
+    /// reverse firing order (the next one to fire is last). At most [`BATCH`] long, so its
+    /// capacity, reserved when the shard is made, is never exceeded.
+    pub(crate) due: Vec<NonNull<Entry>>,
+}
+
+// SAFETY: the due list's pointers name entries of deadline nodes that stay alive while the
+// entries are `DUE` (deadline.rs invariant 2); they are only followed under the shard lock,
+// like the wheel's own links (`Wheel` is `Send` for the same reason).
+unsafe impl Send for Locked {}
+
+impl Locked {
+    fn is_empty(&self) -> bool {
+        self.wheel.is_empty() && self.due.is_empty()
+    }
 }
 
 /// Shards no timer uses, ready for reuse (never freed; see [`Shard`]).
@@ -163,12 +238,16 @@ static NEXT_INDEX: AtomicU32Std = AtomicU32Std::new(1);
 use core::sync::atomic::AtomicU32 as AtomicU32Std;
 
 impl Shard {
-    /// A shard for a timer whose time is `now`: from the pool, or newly leaked.
-    fn get(now: u64) -> &'static Shard {
+    /// A shard for the timer `owner` whose time is `now`: from the pool, or newly leaked.
+    fn get(owner: usize, now: u64) -> &'static Shard {
         let make = |index| -> &'static Shard {
             Box::leak(Box::new(Shard {
-                wheel: SpinLock::new(Wheel::with_now(now)),
+                locked: ShardLock::new(Locked {
+                    wheel: Wheel::with_now(now),
+                    due: Vec::with_capacity(BATCH),
+                }),
                 next: AtomicU64::new(u64::MAX),
+                owner: AtomicUsize::new(owner),
                 orphan: AtomicUsize::new(0),
                 index,
             }))
@@ -178,9 +257,12 @@ impl Shard {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(s) = pool.pop() {
                 drop(pool);
-                *s.lock() = Wheel::with_now(now);
+                let mut locked = s.lock();
+                debug_assert!(locked.is_empty() && s.owner.load(Relaxed) == 0);
+                locked.wheel = Wheel::with_now(now);
                 s.next.store(u64::MAX, SeqCst);
                 s.orphan.store(0, Relaxed);
+                s.owner.store(owner, Relaxed);
                 return s;
             }
             // Still under the pool lock: indices are handed out and recorded in order.
@@ -224,33 +306,117 @@ impl Shard {
         }
     }
 
-    /// Give an empty shard back to the pool.
-    fn recycle(&'static self) {
-        debug_assert!(self.lock().is_empty());
-        #[cfg(not(loom))]
-        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+    /// The id of the timer this shard belongs to (`0`: none); see the field.
+    pub(crate) fn owner(&self) -> usize {
+        self.owner.load(Relaxed)
     }
 
-    /// Lock the wheel. Every hold is short and bounded (one insert or removal, or one batch
-    /// of at most [`BATCH`] entries), so waiters spin, then yield. (A panic while holding it
-    /// cannot leave the wheel inconsistent: its methods do not unwind midway.)
-    pub(crate) fn lock(&self) -> SpinGuard<'_, Wheel> {
-        lock_spin(&self.wheel)
+    /// Give the shard back to the pool if it belongs to timer `id` and is empty (checked and
+    /// recorded under the lock: module docs, rule 3). The caller has taken it out of the
+    /// timer's list (or is about to, on `true`).
+    fn retire(&'static self, id: usize) -> bool {
+        let locked = self.lock();
+        if self.owner.load(Relaxed) != id || !locked.is_empty() {
+            return false;
+        }
+        self.owner.store(0, Relaxed);
+        drop(locked);
+        #[cfg(not(loom))]
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        true
+    }
+
+    /// Lock the shard. Every hold is short and bounded (one insert or removal, one move of at
+    /// most [`BATCH`] entries to the due list, or taking one entry off it); waiters spin
+    /// briefly, then park (see `crate::loom`). (A panic while holding it cannot leave the
+    /// wheel inconsistent: its methods do not unwind midway.)
+    #[inline]
+    pub(crate) fn lock(&self) -> ShardGuard<'_, Locked> {
+        lock_shard(&self.locked)
     }
 }
 
 pub(crate) struct Inner {
     id: usize,
+    /// A number unique among live timers (recycled when a timer drops), small enough for the
+    /// tag of a deadline node that inherits this timer's deadline (deadline.rs, `INHERIT`).
+    number: u32,
     clock: Arc<dyn Clock>,
     /// `global_origin()` to the clock's origin, in nanoseconds, and whether the clock's origin
     /// is *before* the global one (then the offset is subtracted).
     offset: u64,
     before: bool,
     shards: Mutex<Vec<&'static Shard>>,
+    /// The shard of threads whose shard cache is gone (module docs, "Shard lifetime"); made
+    /// on first use, also listed in `shards`.
+    fallback: Mutex<Option<&'static Shard>>,
     /// When the driver will next wake (`0`: it is awake and will look again).
     wake_at: AtomicU64,
     driver: OnceLock<Thread>,
     shutdown: AtomicBool,
+}
+
+/// This thread's shards, one per timer, with a weak handle to check the timer is alive.
+struct Cache(Vec<(usize, std::sync::Weak<Inner>, &'static Shard)>);
+
+impl Drop for Cache {
+    /// The thread is exiting: nothing may find these shards through this thread any more
+    /// (clear `LAST`; `ALL` is being destroyed), and their timers' drivers may give them back
+    /// once empty.
+    fn drop(&mut self) {
+        let _ = LAST.try_with(|l| l.set((0, None)));
+        for (id, _, s) in &self.0 {
+            s.orphan.store(*id, Release);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The last (timer id, shard) this thread used: the hot path's only lookup. No
+    /// destructor, so it stays readable while other thread-locals are destroyed; `Cache`'s
+    /// destructor clears it.
+    static LAST: Cell<(usize, Option<&'static Shard>)> = const { Cell::new((0, None)) };
+    static ALL: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static LAST: Cell<(usize, Option<&'static Shard>)> = Cell::new((0, None));
+    static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
+}
+
+/// Timer numbers: the next never used one, and the free ones.
+static NUMBERS: std::sync::Mutex<(u32, Vec<u32>)> = std::sync::Mutex::new((1, Vec::new()));
+
+/// The largest timer number plus one (it must fit a deadline tag's payload).
+pub(crate) const NUMBER_LIMIT: u32 = 1 << 28;
+
+fn take_number() -> u32 {
+    let mut n = NUMBERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(x) = n.1.pop() {
+        return x;
+    }
+    let x = n.0;
+    assert!(
+        x < NUMBER_LIMIT,
+        "cutoff-timer: more than {} timers alive at once",
+        NUMBER_LIMIT - 1
+    );
+    n.0 += 1;
+    x
+}
+
+fn release_number(x: u32) {
+    NUMBERS.lock().unwrap_or_else(|e| e.into_inner()).1.push(x);
+}
+
+/// What [`Inner::fire_shard`] takes out of a shard's wheel.
+#[derive(Clone, Copy)]
+enum Sweep {
+    /// The entries due at this time (a turn).
+    Due(u64),
+    /// Every entry (dropping the timer).
+    All,
 }
 
 impl Inner {
@@ -263,46 +429,88 @@ impl Inner {
         }
     }
 
-    /// The calling thread's shard of this timer.
-    pub(crate) fn local_shard(self: &Arc<Self>) -> &'static Shard {
-        /// This thread's shards, one per timer; marked orphans when the thread exits.
-        struct Cache(Vec<(usize, std::sync::Weak<Inner>, &'static Shard)>);
-        impl Drop for Cache {
-            fn drop(&mut self) {
-                for (id, _, s) in &self.0 {
-                    s.orphan.store(*id, Release);
-                }
+    /// This timer's id (unique in the process, never reused).
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// This timer's number (unique among live timers, below [`NUMBER_LIMIT`]).
+    pub(crate) fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The calling thread's shard of this timer, locked, and owned by this timer (module
+    /// docs, rule 1): what an insert uses.
+    #[inline]
+    pub(crate) fn lock_local_shard(
+        self: &Arc<Self>,
+    ) -> (&'static Shard, ShardGuard<'static, Locked>) {
+        let mut shard = self.local_shard();
+        loop {
+            let locked = shard.lock();
+            if shard.owner.load(Relaxed) == self.id {
+                return (shard, locked);
             }
+            drop(locked);
+            shard = self.forget_local_shard(shard);
         }
-        #[cfg(not(loom))]
-        std::thread_local! {
-            static LAST: Cell<(usize, Option<&'static Shard>)> = const { Cell::new((0, None)) };
-            static ALL: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
-        }
-        #[cfg(loom)]
-        loom::thread_local! {
-            static LAST: Cell<(usize, Option<&'static Shard>)> = Cell::new((0, None));
-            static ALL: RefCell<Cache> = RefCell::new(Cache(Vec::new()));
-        }
-        if let (id, Some(shard)) = LAST.with(Cell::get)
+    }
+
+    /// The calling thread's shard of this timer (not locked; its owner may change until it
+    /// is: use [`lock_local_shard`](Self::lock_local_shard) to insert).
+    #[inline]
+    pub(crate) fn local_shard(self: &Arc<Self>) -> &'static Shard {
+        if let Ok((id, Some(shard))) = LAST.try_with(Cell::get)
             && id == self.id
         {
             return shard;
         }
-        let shard = ALL.with(|all| {
+        self.local_shard_slow()
+    }
+
+    #[cold]
+    fn local_shard_slow(self: &Arc<Self>) -> &'static Shard {
+        let cached = ALL.try_with(|all| {
             let mut all = all.borrow_mut();
             // Forget shards of timers that are gone (their shards went back to the pool).
             all.0.retain(|(_, t, _)| t.strong_count() > 0);
             if let Some((_, _, s)) = all.0.iter().find(|(i, _, _)| *i == self.id) {
                 return *s;
             }
-            let s = Shard::get(self.now());
+            let s = Shard::get(self.id, self.now());
             lock(&self.shards).push(s);
             all.0.push((self.id, Arc::downgrade(self), s));
             s
         });
-        LAST.with(|l| l.set((self.id, Some(shard))));
+        // No cache (the thread is exiting and `ALL` is destroyed): the fallback shard.
+        let shard = cached.unwrap_or_else(|_| self.fallback_shard());
+        let _ = LAST.try_with(|l| l.set((self.id, Some(shard))));
         shard
+    }
+
+    /// `stale` was the calling thread's cached shard of this timer but is owned by another
+    /// timer or none (module docs, rule 1): forget it and find the shard to use instead.
+    #[cold]
+    fn forget_local_shard(self: &Arc<Self>, stale: &'static Shard) -> &'static Shard {
+        let _ = LAST.try_with(|l| l.set((0, None)));
+        let _ = ALL.try_with(|all| {
+            all.borrow_mut()
+                .0
+                .retain(|(_, _, s)| !core::ptr::eq(*s, stale));
+        });
+        self.local_shard_slow()
+    }
+
+    /// The timer's shard for threads without a shard cache (module docs, "Shard lifetime").
+    fn fallback_shard(&self) -> &'static Shard {
+        let mut fallback = lock(&self.fallback);
+        if let Some(s) = *fallback {
+            return s;
+        }
+        let s = Shard::get(self.id, self.now());
+        lock(&self.shards).push(s);
+        *fallback = Some(s);
+        s
     }
 
     /// Tell the driver that `deadline` was just inserted and lowered its shard's `next` hint
@@ -324,21 +532,10 @@ impl Inner {
 
     /// Fire everything due at `now`; returns the earliest pending deadline afterwards, how
     /// many deadlines fired, and the first panic a cancellation raised (see [`Fired::fire`]).
+    /// A panic raised while cancelling a fired node is kept (the first one) and the turn goes
+    /// on: every due node is still cancelled.
     fn turn(&self, now: u64) -> (u64, usize, Option<Panic>) {
         let mut panic = None;
-        let (e, n) = self.turn_with(now, &mut Vec::with_capacity(BATCH), &mut panic);
-        (e, n, panic)
-    }
-
-    /// [`turn`](Self::turn) with a caller-kept batch buffer (the driver thread reuses one, so
-    /// a turn allocates nothing). A panic raised while cancelling a fired node is kept in
-    /// `panic` (the first one) and the turn goes on: every due node is still cancelled.
-    fn turn_with(
-        &self,
-        now: u64,
-        batch: &mut Vec<Fired>,
-        panic: &mut Option<Panic>,
-    ) -> (u64, usize) {
         let mut fired = 0;
         let mut earliest = u64::MAX;
         // The registry lock is not held while firing: cancelling runs user callbacks, which
@@ -346,27 +543,73 @@ impl Inner {
         let mut i = 0;
         while let Some(shard) = self.shard_at(i) {
             i += 1;
-            if shard.next.load(SeqCst) > now {
-                earliest = earliest.min(shard.next.load(SeqCst));
+            let next = shard.next.load(SeqCst);
+            if next > now {
+                earliest = earliest.min(next);
                 continue;
             }
-            loop {
-                let mut wheel = shard.lock();
-                let more = wheel.advance(now, BATCH, |e| batch.push(Fired::take(e)));
+            let (n, next) = self.fire_shard(shard, Sweep::Due(now), &mut panic);
+            fired += n;
+            earliest = earliest.min(next);
+        }
+        (earliest, fired, panic)
+    }
+
+    /// Fire the entries of `shard` that `sweep` selects, one at a time (module docs,
+    /// "Firing"); returns how many fired and the shard's earliest pending deadline afterwards
+    /// (`u64::MAX` if the shard no longer belongs to this timer).
+    fn fire_shard(
+        &self,
+        shard: &'static Shard,
+        sweep: Sweep,
+        panic: &mut Option<Panic>,
+    ) -> (usize, u64) {
+        let reason = match sweep {
+            Sweep::Due(_) => Reason::DeadlineExceeded,
+            Sweep::All => Reason::ParentGone,
+        };
+        let mut fired = 0;
+        // Whether the wheel has given everything `sweep` selects.
+        let mut swept = false;
+        loop {
+            let mut locked = shard.lock();
+            // Rule 2: the shard may have been given back since we read the shard list.
+            if shard.owner.load(Relaxed) != self.id {
+                return (fired, u64::MAX);
+            }
+            let entry = loop {
+                if let Some(e) = locked.due.pop() {
+                    break e;
+                }
+                if swept {
+                    let next = locked.wheel.next_deadline().unwrap_or(u64::MAX);
+                    shard.next.store(next, SeqCst);
+                    return (fired, next);
+                }
+                let Locked { wheel, due } = &mut *locked;
+                let due_len = due.len();
+                let mark = |e: NonNull<Entry>| {
+                    // SAFETY: the wheel just unlinked `e`, which was `PENDING` in this
+                    // locked shard.
+                    unsafe { DeadlineCore::from_entry(e).as_ref().mark_due(shard.index) };
+                    due.push(e);
+                };
+                let more = match sweep {
+                    Sweep::Due(now) => wheel.advance(now, BATCH, mark),
+                    Sweep::All => wheel.drain(BATCH, mark),
+                };
+                debug_assert!(due_len == 0 && due.len() <= BATCH);
+                due.reverse();
+                swept = more == Advance::Done;
+                // While work remains the wheel reports a time <= now ("work now").
                 let next = wheel.next_deadline().unwrap_or(u64::MAX);
                 shard.next.store(next, SeqCst);
-                drop(wheel);
-                fired += batch.len();
-                for f in batch.drain(..) {
-                    keep_first(panic, f.fire(Reason::DeadlineExceeded));
-                }
-                if more == Advance::Done {
-                    earliest = earliest.min(next);
-                    break;
-                }
-            }
+            };
+            let f = Fired::take(entry);
+            drop(locked);
+            fired += 1;
+            keep_first(panic, f.fire(reason.clone()));
         }
-        (earliest, fired)
     }
 
     /// The `i`th registered shard.
@@ -377,14 +620,7 @@ impl Inner {
     /// Give empty shards of exited threads back to the pool.
     fn recycle_orphans(&self) {
         let mut shards = lock(&self.shards);
-        shards.retain(|s| {
-            if s.orphan.load(Acquire) == self.id && s.lock().is_empty() {
-                s.recycle();
-                false
-            } else {
-                true
-            }
-        });
+        shards.retain(|s| !(s.orphan.load(Acquire) == self.id && s.retire(self.id)));
     }
 
     /// The smallest `next` hint over all shards.
@@ -397,38 +633,26 @@ impl Inner {
             .unwrap_or(u64::MAX)
     }
 
-    /// Cancel every pending deadline with `reason` and leave the shards empty. Panics raised
-    /// by the cancellations are discarded (this runs in `Timer`'s drop; the panic hook has
-    /// already reported them).
-    fn drain_all(&self, reason: Reason) {
-        let mut batch: Vec<Fired> = Vec::with_capacity(BATCH);
+    /// Cancel every pending deadline with [`Reason::ParentGone`] and leave the shards empty.
+    /// Panics raised by the cancellations are discarded (this runs in `Timer`'s drop; the
+    /// panic hook has already reported them).
+    fn drain_all(&self) {
         let mut i = 0;
         while let Some(shard) = self.shard_at(i) {
             i += 1;
-            loop {
-                let mut wheel = shard.lock();
-                let more = wheel.drain(BATCH, |e| batch.push(Fired::take(e)));
-                shard.next.store(u64::MAX, SeqCst);
-                drop(wheel);
-                for f in batch.drain(..) {
-                    drop(f.fire(reason.clone()));
-                }
-                if more == Advance::Done {
-                    break;
-                }
-            }
+            self.fire_shard(shard, Sweep::All, &mut None);
         }
     }
 
     /// One driver step up to the park: fire what is due, publish when the driver will wake,
     /// and re-check the shards. `None`: look again at once; `Some(t)`: park until `t`
     /// (`u64::MAX`: until unparked; `t <= now`: not at all).
-    fn plan_sleep(&self, batch: &mut Vec<Fired>) -> Option<u64> {
+    fn plan_sleep(&self) -> Option<u64> {
         self.wake_at.store(0, SeqCst);
         // The driver survives panics of the code it runs: they were reported by the panic
         // hook when they happened, and stopping the driver would silently stop every later
         // deadline of this timer (for the global one: of the whole process).
-        let (earliest, _) = self.turn_with(self.now(), batch, &mut None);
+        let (earliest, _, _) = self.turn(self.now());
         self.recycle_orphans();
         self.wake_at.store(earliest.max(1), SeqCst);
         fence(SeqCst);
@@ -441,9 +665,8 @@ impl Inner {
     }
 
     fn drive(self: Arc<Self>) {
-        let mut batch = Vec::with_capacity(BATCH);
         while !self.is_shut_down() {
-            let Some(earliest) = self.plan_sleep(&mut batch) else {
+            let Some(earliest) = self.plan_sleep() else {
                 continue;
             };
             let now = self.now();
@@ -465,7 +688,7 @@ fn keep_first(first: &mut Option<Panic>, p: Option<Panic>) {
     }
 }
 
-/// A fired entry taken out of the wheel, to be cancelled outside the shard lock.
+/// An entry taken off a shard's due list to be cancelled outside the shard lock.
 struct Fired {
     core: NonNull<DeadlineCore>,
     /// A handle that keeps a heap deadline node alive while we cancel it.
@@ -473,11 +696,11 @@ struct Fired {
 }
 
 impl Fired {
-    /// Called under the shard lock with an entry the wheel just unlinked.
+    /// Called under the shard lock with an entry just taken off its due list.
     fn take(e: NonNull<Entry>) -> Self {
         let core = DeadlineCore::from_entry(e);
-        // SAFETY: the entry was linked, so its deadline node is alive and its owner, if it is
-        // dropping it, waits for us under the protocol of `DeadlineCore`.
+        // SAFETY: the entry was `DUE` in the locked shard, so its deadline node is alive and
+        // its owner, if it is dropping it, waits for us under the protocol of `DeadlineCore`.
         let token = unsafe { core.as_ref().begin_fire() };
         Self { core, token }
     }
@@ -485,7 +708,7 @@ impl Fired {
     /// Cancel the node and release the entry. A panic from the cancellation (a callback's,
     /// re-raised by the tree once its walk has finished, or a waker's) is caught and
     /// returned: the entry must leave `FIRING` whatever happens, or its owner's drop would
-    /// wait forever, and the rest of the batch must still fire.
+    /// wait forever, and the rest of the due list must still fire.
     fn fire(self, reason: Reason) -> Option<Panic> {
         // SAFETY: FIRING keeps the node alive until `end_fire` (DeadlineCore protocol).
         let node = unsafe { self.core.as_ref() }.node();
@@ -499,8 +722,9 @@ impl Fired {
             }))
             .err()
         };
-        // SAFETY: as above; after this the driver does not touch the node.
-        unsafe { self.core.as_ref().end_fire() };
+        // SAFETY: `begin_fire` was called (in `take`); after this the driver does not touch
+        // the node (only the token, which keeps a heap node alive on its own).
+        unsafe { DeadlineCore::end_fire(self.core) };
         drop(self.token);
         panic
     }
@@ -533,6 +757,7 @@ static NEXT_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsiz
 
 impl Timer {
     fn with_inner(clock: Arc<dyn Clock>) -> Arc<Inner> {
+        crate::loom::init_parking();
         let (origin, theirs) = (global_origin(), clock.origin());
         // A clock whose origin is before the common one (a custom clock) is read as if it
         // started at the common origin: saturating at 0 can only make deadlines late.
@@ -543,10 +768,12 @@ impl Timer {
         };
         Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            number: take_number(),
             clock,
             offset,
             before,
             shards: Mutex::new(Vec::new()),
+            fallback: Mutex::new(None),
             wake_at: AtomicU64::new(0),
             driver: OnceLock::new(),
             shutdown: AtomicBool::new(false),
@@ -637,11 +864,16 @@ impl Drop for Timer {
             t.thread().unpark();
             let _ = t.join();
         }
-        self.inner.drain_all(Reason::ParentGone);
-        // Every shard is empty now; hand them back (late lockers still find live memory).
+        self.inner.drain_all();
+        // Every shard is empty now (nothing can insert: that borrows the timer); hand them
+        // back (late lockers still find live memory, owned by no timer or another one).
         for s in core::mem::take(&mut *lock(&self.inner.shards)) {
-            s.recycle();
+            let retired = s.retire(self.inner.id);
+            debug_assert!(retired, "a shard not empty after the drain");
         }
+        // Every deadline that inherited this timer's deadlines (tag `INHERIT` with our
+        // number) has been cancelled by the drain, so the number may name another timer now.
+        release_number(self.inner.number);
     }
 }
 
@@ -651,19 +883,25 @@ impl Inner {
     /// One "plan to sleep" step of [`drive`](Self::drive) without parking (the very code the
     /// driver runs).
     pub(crate) fn test_plan_sleep(&self) -> Option<u64> {
-        self.plan_sleep(&mut Vec::new())
+        self.plan_sleep()
     }
 
     /// [`inserted`](Self::inserted) of `deadline` into the calling thread's shard, returning
     /// whether it would unpark the driver instead of unparking it (the same steps as
     /// `DeadlineCore::register` + `inserted`; keep in sync).
     pub(crate) fn test_inserted(self: &Arc<Self>, deadline: u64) -> bool {
-        let shard = self.local_shard();
         let lowered = {
-            let _wheel = shard.lock();
+            let (shard, _locked) = self.lock_local_shard();
             shard.lower_next(deadline)
         };
         fence(SeqCst);
         lowered && deadline < self.wake_at.load(SeqCst)
+    }
+
+    /// Mark the calling thread's shard of this timer an orphan while it stays in the thread's
+    /// caches: the state that a thread-local destructor running after the cache's saw before
+    /// the shard-lifetime rules (an insert through a stale cache racing the recycle).
+    pub(crate) fn test_orphan_local_shard(self: &Arc<Self>) {
+        self.local_shard().orphan.store(self.id, Release);
     }
 }

@@ -1,9 +1,15 @@
 //! Loom models: one per race in the timer's protocols (issue 4, "Proof": insert vs fire;
 //! cancel vs fire; remove of an entry being fired; driver wake-up vs a new earlier insert;
-//! plus timer drop vs pending deadlines).
+//! plus timer drop vs pending deadlines; and, for the review's findings, a same-batch drop
+//! from inside a fired callback (ADV-3), an insert racing the shard's recycle (ADV-2), which
+//! timer fires an inherited deadline (ADV-6), and three-thread and timer-drop shapes of the
+//! one-entry-at-a-time firing protocol).
 //!
-//! Each model is tiny (two racing threads, one or two deadline nodes) and is named for the race
-//! it covers. Under `RUSTFLAGS="--cfg loom"` every lock and atomic of `timer.rs` and
+//! Each model is tiny (two or three racing threads, one or two deadline nodes) and is named
+//! for the race it covers. Every wait in the timer (the shard lock, an owner's wait for a
+//! firing) blocks in these models (loom's mutex; loom's park / unpark behind the
+//! `parking_lot_core` stand-in of `crate::loom`, reached after one spin), so a lost wake-up
+//! is reported as a deadlock. Under `RUSTFLAGS="--cfg loom"` every lock and atomic of `timer.rs` and
 //! `deadline.rs` (through `crate::loom`) and of the `cutoff` tree is loom's, so loom explores
 //! the interleavings and checks every cell access of the tree for a happens-before edge. In a
 //! plain `cargo test` build [`model`] runs each closure once on real threads, as a smoke test.
@@ -29,7 +35,7 @@
 #![allow(unsafe_code)]
 #![allow(clippy::std_instead_of_core)]
 
-use core::pin::pin;
+use core::pin::{Pin, pin};
 use core::time::Duration;
 use std::sync::Arc as StdArc;
 
@@ -41,9 +47,15 @@ use crate::loom::{AtomicU64, AtomicUsize};
 use crate::{Deadline, Parent, Timer, global_origin};
 
 #[cfg(loom)]
-use loom::{sync::Arc, thread};
+use loom::{
+    sync::{Arc, Mutex},
+    thread,
+};
 #[cfg(not(loom))]
-use std::{sync::Arc, thread};
+use std::{
+    sync::{Arc, Mutex},
+    thread,
+};
 
 /// Overwrites freed memory and keeps the last [`QUARANTINE`] freed blocks from being reused
 /// (so that the poison is still there when a late access comes; see the module docs).
@@ -472,5 +484,230 @@ fn timer_drop_vs_unregister_on_exited_threads_shard() {
         });
         drop(timer); // the last handle: drains every shard, then frees them
         a.join().unwrap();
+    });
+}
+
+// ---- same-batch drop from inside a fired callback (ADV-3) ----------------------------------
+
+/// A `'static` pinned deadline kept in a slot, for callbacks and threads to drop.
+type Slot = Arc<Mutex<Option<Pin<Box<Deadline<'static>>>>>>;
+
+/// A heap deadline `H` and a pinned `'static` deadline `P`, both due at 1 ms, in the same
+/// shard; `H`'s callback drops `P` (takes it out of the slot). Thread A turns the timer (one
+/// batch holds both); thread B drops `P` too (whoever takes it first). The ADV-3 shape: `P`'s
+/// drop from inside `H`'s cancellation must not wait for the driver (this very thread), and
+/// the driver must never touch `P` after it was dropped (poisoned on free), nor fire it
+/// twice. `H` is cancelled with `DeadlineExceeded` by A's turn.
+#[test]
+fn callback_drops_pinned_deadline_of_same_batch() {
+    model(|| {
+        let (clock, timer) = manual();
+        let timer_ptr = Box::into_raw(Box::new(timer));
+        // SAFETY: freed at the end of the model, after every deadline that borrows it.
+        let timer: &'static Timer = unsafe { &*timer_ptr };
+        let due = clock.origin() + DUE;
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let mut p = Box::pin(Deadline::with_timer(timer, None, due));
+        p.as_mut().link();
+        *slot.lock().unwrap() = Some(p);
+        let src = timer.deadline_source(Parent::Root, due);
+        let reg = {
+            let slot = slot.clone();
+            src.on_cancel(move |_| {
+                let p = slot.lock().unwrap().take();
+                drop(p);
+            })
+        };
+        clock.set(DUE_NANOS);
+        let a = thread::spawn(move || timer.turn());
+        let b = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                let p = slot.lock().unwrap().take();
+                drop(p);
+            })
+        };
+        let fired = a.join().unwrap();
+        b.join().unwrap();
+        assert!((1..=2).contains(&fired), "fired {fired}");
+        assert_eq!(src.reason(), Some(Reason::DeadlineExceeded));
+        assert!(slot.lock().unwrap().is_none());
+        assert_eq!(timer.turn(), 0);
+        drop(reg);
+        drop(src);
+        // SAFETY: made by `Box::into_raw` above; nothing borrows it any more.
+        drop(unsafe { Box::from_raw(timer_ptr) });
+    });
+}
+
+// ---- insert vs shard recycle (ADV-2) -------------------------------------------------------
+
+/// Thread A makes its shard (one deadline, dropped: the shard is empty), marks it an orphan
+/// while its caches still name it (what a thread-local destructor running after the shard
+/// cache's saw before the fix), and creates a deadline through that cache, while thread B
+/// plays the driver (a turn, then giving empty orphans back). Whatever the order, the
+/// deadline ends up in a shard its timer owns: a final turn at its time fires it. (Without
+/// the owner check under the shard lock it could land in a shard already given back, which
+/// no turn visits.)
+#[test]
+fn insert_vs_shard_recycle() {
+    model(|| {
+        let (clock, timer) = manual();
+        let timer = Arc::new(timer);
+        let due = clock.origin() + DUE;
+        let a = {
+            let timer = timer.clone();
+            thread::spawn(move || {
+                drop(timer.deadline_source(Parent::Root, due));
+                timer.inner().test_orphan_local_shard();
+                timer.deadline_source(Parent::Root, due)
+            })
+        };
+        let b = {
+            let inner = StdArc::clone(timer.inner());
+            thread::spawn(move || {
+                inner.test_plan_sleep();
+            })
+        };
+        let src = a.join().unwrap();
+        b.join().unwrap();
+        assert!(!src.is_cancelled());
+        clock.set(DUE_NANOS);
+        assert_eq!(timer.turn(), 1, "the deadline is in no shard of its timer");
+        assert_eq!(src.reason(), Some(Reason::DeadlineExceeded));
+    });
+}
+
+// ---- timer drop vs the drop of a deadline on the due list ----------------------------------
+
+/// Two heap deadlines pending in the main thread's shard; thread A drops the second one's
+/// last handle while the timer is dropped (its drain moves both to the due list and cancels
+/// them one at a time with `ParentGone`). A's drop removes its entry from the wheel or from
+/// the due list, or waits for its cancellation: no use after free, and the first deadline
+/// is cancelled with `ParentGone`.
+#[test]
+fn timer_drop_vs_drop_of_due_deadline() {
+    model(|| {
+        let (clock, timer) = manual();
+        let first = timer.deadline_source(Parent::Root, clock.origin() + DUE);
+        let second = timer.deadline_source(Parent::Root, clock.origin() + DUE);
+        let a = thread::spawn(move || {
+            if let Some(r) = second.reason() {
+                assert_eq!(r, Reason::ParentGone);
+            }
+            drop(second);
+        });
+        drop(timer);
+        a.join().unwrap();
+        assert_eq!(first.reason(), Some(Reason::ParentGone));
+    });
+}
+
+// ---- three threads: the last handle drops while the driver fires ---------------------------
+
+/// A pending heap deadline with two handles: thread A fires it, thread B drops one handle,
+/// and the main thread drops the other. Whichever drop is the last frees the node (through
+/// the extension's `free`, which removes the entry or waits for the firing) while the driver
+/// may hold its own handle: no use after free, fired at most once, nothing left to fire.
+#[test]
+fn three_threads_last_handle_drop_vs_fire() {
+    model(|| {
+        let (clock, timer) = manual();
+        let timer = Arc::new(timer);
+        let src = timer.deadline_source(Parent::Root, clock.origin() + DUE);
+        let token = src.token();
+        let a = {
+            let (timer, clock) = (timer.clone(), clock.clone());
+            thread::spawn(move || {
+                clock.set(DUE_NANOS);
+                timer.turn()
+            })
+        };
+        let b = thread::spawn(move || drop(token));
+        drop(src);
+        let fired = a.join().unwrap();
+        b.join().unwrap();
+        assert!(fired <= 1);
+        assert_eq!(timer.turn(), 0);
+    });
+}
+
+// ---- which timer fires an inherited deadline (ADV-6) ---------------------------------------
+
+/// A parent deadline at 1 ms on timer `T1`; thread A creates two children due at 2 ms under
+/// it, one on `T1` (which inherits: no entry) and one on `T2` (which must register its own
+/// entry, at the parent's 1 ms, on `T2`), while thread B moves the shared clock to 1 ms and
+/// turns `T2` only. Then, before `T1` is ever turned, a turn of `T2` has cancelled the `T2`
+/// child (the ADV-6 shape: a deadline fires on its own timer, whatever the other timer
+/// does), and nothing else; a turn of `T1` then fires exactly one entry (the parent's: the
+/// `T1` child has none) and cancels the `T1` child through it. Both children report the
+/// parent's deadline.
+#[test]
+fn inherit_across_timers() {
+    model(|| {
+        global_origin();
+        let clock = StdArc::new(ManualClock::new());
+        let t1 = Arc::new(Timer::manual(clock.clone()));
+        let t2 = Arc::new(Timer::manual(clock.clone()));
+        let parent = t1.deadline_source(Parent::Root, clock.origin() + DUE);
+        let pd = parent.deadline_raw().unwrap();
+        let a = {
+            let (t1, t2, parent, clock) = (t1.clone(), t2.clone(), parent.token(), clock.clone());
+            thread::spawn(move || {
+                let same = t1.deadline_source(&parent, clock.origin() + 2 * DUE);
+                let other = t2.deadline_source(&parent, clock.origin() + 2 * DUE);
+                (same, other)
+            })
+        };
+        let b = {
+            let (t2, clock) = (t2.clone(), clock.clone());
+            thread::spawn(move || {
+                clock.set(DUE_NANOS);
+                t2.turn()
+            })
+        };
+        let (same, other) = a.join().unwrap();
+        let fired_t2 = b.join().unwrap() + t2.turn();
+        assert!(fired_t2 <= 1);
+        assert_eq!(
+            other.reason(),
+            Some(Reason::DeadlineExceeded),
+            "a deadline on T2 under T1's earlier deadline was not fired by T2"
+        );
+        assert!(!parent.is_cancelled() && !same.is_cancelled());
+        assert_eq!(same.deadline_raw(), Some(pd));
+        assert_eq!(other.deadline_raw(), Some(pd));
+        assert_eq!(t1.turn(), 1, "the same-timer child registered an entry");
+        assert_eq!(same.reason(), Some(Reason::DeadlineExceeded));
+    });
+}
+
+/// The same-timer case racing the parent's firing: thread A creates a child due at 2 ms on
+/// `T` under a parent due at 1 ms on `T` (the probe reads the parent's entry state: pending,
+/// due, firing or done) while thread B moves the clock to 1 ms and turns `T`. Afterwards the
+/// child is cancelled with `DeadlineExceeded` (through the parent, or born cancelled), and a
+/// child that inherited registered nothing: `T` fired exactly one entry in all.
+#[test]
+fn inherit_vs_parent_fire() {
+    model(|| {
+        let (clock, timer) = manual();
+        let timer = Arc::new(timer);
+        let parent = timer.deadline_source(Parent::Root, clock.origin() + DUE);
+        let a = {
+            let (timer, parent, clock) = (timer.clone(), parent.token(), clock.clone());
+            thread::spawn(move || timer.deadline_source(&parent, clock.origin() + 2 * DUE))
+        };
+        let b = {
+            let (timer, clock) = (timer.clone(), clock.clone());
+            thread::spawn(move || {
+                clock.set(DUE_NANOS);
+                timer.turn()
+            })
+        };
+        let child = a.join().unwrap();
+        let fired = b.join().unwrap() + timer.turn();
+        assert_eq!(child.reason(), Some(Reason::DeadlineExceeded));
+        assert_eq!(parent.reason(), Some(Reason::DeadlineExceeded));
+        assert_eq!(fired, 1);
     });
 }

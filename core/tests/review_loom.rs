@@ -52,3 +52,18 @@ fn unref_unlock_wakes_a_freed_node() {
         a.join().unwrap();
     });
 }
+
+/// Control for `unref_unlock_wakes_a_freed_node`: the same race, but main keeps its handle of
+/// `p` until A has returned, so nothing is freed early. Passes: the failure above is the late
+/// access to the freed node, not the race itself.
+#[test]
+fn unref_unlock_control_node_kept_alive() {
+    model(|| {
+        let p = CancelSource::new();
+        let x = p.child();
+        let a = thread::spawn(move || drop(x));
+        let _ = p.has_children();
+        a.join().unwrap();
+        drop(p);
+    });
+}

@@ -214,6 +214,7 @@ impl<const N: usize> Drop for AnyOf<'_, N> {
     fn drop(&mut self) {
         // SAFETY: we own the node; parents are alive (`'p`).
         unsafe { self.node.unlink_from_parents(false) };
+        crate::unwind::resume();
     }
 }
 

@@ -164,7 +164,9 @@ where
 
     /// Register the callback. If the node is already cancelled, the callback runs now, on
     /// this thread, and this returns `false`; otherwise it returns `true` and the callback will
-    /// run on whichever thread cancels the node. Registering twice is a no-op.
+    /// run on whichever thread cancels the node. Registering twice is a no-op, and so is
+    /// registering one whose closure `disarm` gave back (or that already ran): it returns
+    /// `true` on a live node, links nothing and will never run.
     pub fn register(self: Pin<&mut Self>) -> bool {
         match self.as_ref().try_register() {
             Ok(()) => true,
@@ -181,7 +183,8 @@ where
 
     /// Register the callback, or return [`AlreadyCancelled`] without running it if the node
     /// is already cancelled (for callers that hold a lock the callback would take).
-    /// Registering twice is a no-op (`Ok`).
+    /// Registering twice is a no-op (`Ok`), and so is registering one whose closure is spent
+    /// (`disarm`ed or already run): `Ok` on a live node, nothing linked, nothing will run.
     pub fn try_register(self: Pin<&Self>) -> Result<(), AlreadyCancelled> {
         let this = self.get_ref();
         if this.header.entry.status() != list::IDLE {
@@ -196,8 +199,13 @@ where
         // SAFETY: the entry is idle, so no walker touches the slot, and writers of the slot
         // (`take_closure`) need `&mut`, which excludes this shared borrow.
         let spent = this.f.with(|p| unsafe { (*p).is_none() });
-        if spent || g.seen() & CANCELLED != 0 {
+        if g.seen() & CANCELLED != 0 {
             return Err(AlreadyCancelled);
+        }
+        if spent {
+            // Disarmed (or already run): nothing to run, so nothing to link (review F4: this
+            // used to report `AlreadyCancelled` on a live node).
+            return Ok(());
         }
         // SAFETY: the guard holds the lock; the registration is pinned and unlinks itself
         // before it dies; the pointer is derived from the whole registration (the walker casts

@@ -74,6 +74,7 @@ impl Drop for ChildNode<'_> {
     fn drop(&mut self) {
         // SAFETY: we own the node and are dropping it; the parent is alive (`'p`).
         unsafe { self.node.unlink_from_parents(false) };
+        crate::unwind::resume();
     }
 }
 

@@ -153,6 +153,7 @@ impl ExtHeader {
     pub unsafe fn unlink(&self) {
         // SAFETY: forwarded contract.
         unsafe { self.node.unlink_from_parents(false) };
+        crate::unwind::resume();
     }
 
     /// Make a heap extension node into a [`CancelSource`](crate::CancelSource), linked under

@@ -75,6 +75,7 @@ mod node;
 mod park;
 mod reason;
 mod state;
+mod unwind;
 mod view;
 mod wait;
 mod walk;

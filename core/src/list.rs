@@ -20,9 +20,11 @@
 //! 3. While an entry is `LINKED`, `DEFERRED` or `TAKEN`, its memory stays valid: owners
 //!    unlink it, or wait for `RELEASED`, before they let it go (pinning guarantees the rest).
 //! 4. `kind` never changes after construction.
-//! 5. `DEFERRED` entries sit at the tail of the list, behind every other entry: only a walker
-//!    pushes at the tail, everything else pushes at the front, and an adopting walker turns
-//!    them all back into `LINKED` at once.
+//! 5. `DEFERRED` entries and join waiters sit at the tail of the list, behind every entry the
+//!    walker acts on: they are pushed at the tail, everything else at the front, the walker
+//!    never pops a join waiter (joins wait for the last child, not for the cancellation; a
+//!    join woken and re-linked at the front on every step livelocked a walk: review F2), and
+//!    an adopting walker turns the deferred entries back into `LINKED` at once.
 //! 6. The `WAITING` flag is or-ed into a `TAKEN` status by an owner about to park until the
 //!    entry is released, only while it holds the node's lock. A release made under that lock
 //!    therefore sees the flag with a plain load (no read-modify-write on the walker's hot
@@ -33,6 +35,8 @@
 //!    entry clears a `WAITING` set before and wakes the owner, who then waits for the walk),
 //!    and the walker releases it with a plain store ([`Entry::release_walked`]) right before
 //!    the read-modify-write that clears `WALKING` and wakes the walk's waiters.
+//! 7. The list is doubly linked with the head's `prev` pointing at the tail (so pushing at
+//!    the tail is O(1)); the tail's `next` is null.
 #![allow(unsafe_code)]
 
 use core::marker::PhantomPinned;
@@ -279,41 +283,63 @@ impl List {
         // SAFETY: we hold the lock (caller), so head and the neighbours' links are ours.
         unsafe {
             let head = self.head.with(|p| *p);
-            (*e).prev.with_mut(|p| *p = ptr::null());
-            (*e).next.with_mut(|p| *p = head);
-            if !head.is_null() {
+            if head.is_null() {
+                (*e).prev.with_mut(|p| *p = e);
+            } else {
+                // The head's `prev` is the tail (invariant 7).
+                let tail = (*head).prev.with(|p| *p);
+                (*e).prev.with_mut(|p| *p = tail);
                 (*head).prev.with_mut(|p| *p = e);
             }
+            (*e).next.with_mut(|p| *p = head);
             self.head.with_mut(|p| *p = e);
             (*e).status.store(LINKED, Relaxed);
         }
     }
 
-    /// Push a `TAKEN` entry back at the tail and mark it `DEFERRED` (invariant 5). O(length
-    /// of the list): deferring is rare (a nested walk meeting a concurrent one).
+    /// Link `e` at the tail, O(1), with status `status`.
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock and `e` is valid and in no list.
+    unsafe fn link_back(&self, e: *const Entry, status: u8) {
+        // SAFETY: we hold the lock (caller), so head and the neighbours' links are ours.
+        unsafe {
+            let head = self.head.with(|p| *p);
+            (*e).next.with_mut(|p| *p = ptr::null());
+            if head.is_null() {
+                (*e).prev.with_mut(|p| *p = e);
+                self.head.with_mut(|p| *p = e);
+            } else {
+                let tail = (*head).prev.with(|p| *p);
+                (*tail).next.with_mut(|p| *p = e);
+                (*e).prev.with_mut(|p| *p = tail);
+                (*head).prev.with_mut(|p| *p = e);
+            }
+            (*e).status.store(status, Relaxed);
+        }
+    }
+
+    /// Push a join waiter at the tail and mark it `LINKED` (invariant 5: the walker never
+    /// pops join entries, so they sit behind every entry it acts on).
+    ///
+    /// # Safety
+    /// As for [`push_front`](Self::push_front), and `e` is a `Join` entry.
+    pub(crate) unsafe fn push_back_join(&self, e: *const Entry) {
+        // SAFETY: forwarded.
+        unsafe { self.link_back(e, LINKED) };
+    }
+
+    /// Push a `TAKEN` entry back at the tail and mark it `DEFERRED` (invariant 5), O(1).
     ///
     /// # Safety
     /// The caller holds the owning node's lock and holds `e` `TAKEN` (popped from this list).
     pub(crate) unsafe fn push_back_deferred(&self, e: *const Entry) {
-        // SAFETY: we hold the lock (caller), so the links are ours; `e` is valid while TAKEN.
+        // SAFETY: the caller's contract; `e` is valid while TAKEN.
         unsafe {
-            let mut last = self.head.with(|p| *p);
-            let mut prev: *const Entry = ptr::null();
-            while !last.is_null() {
-                prev = last;
-                last = (*last).next.with(|p| *p);
-            }
-            (*e).prev.with_mut(|p| *p = prev);
-            (*e).next.with_mut(|p| *p = ptr::null());
-            if prev.is_null() {
-                self.head.with_mut(|p| *p = e);
-            } else {
-                (*prev).next.with_mut(|p| *p = e);
-            }
             // An owner parked until the release (invariant 6) can now remove the entry
             // itself: wake it (it announced under this lock, so a plain load sees it).
             let waiting = (*e).status.load(Relaxed) & WAITING != 0;
-            (*e).status.store(DEFERRED, Release);
+            self.link_back(e, DEFERRED);
             if waiting {
                 crate::park::wake_all((*e).key());
             }
@@ -349,19 +375,41 @@ impl List {
         Some(head)
     }
 
-    /// Pop the front entry and mark it `TAKEN`, unless it is `DEFERRED` (then every entry
-    /// left is, invariant 5).
+    /// Pop the front entry and mark it `TAKEN`, unless it is `DEFERRED` or a join waiter (then
+    /// every entry left is one of those, invariant 5).
     ///
     /// # Safety
     /// The caller holds the owning node's lock.
     pub(crate) unsafe fn pop_front_live(&self) -> Option<*const Entry> {
         let head = self.head.with(unsafe_read);
+        if head.is_null() {
+            return None;
+        }
         // SAFETY: lock held; a non-null head is linked and valid.
-        if head.is_null() || unsafe { (*head).status.load(Relaxed) } & !WAITING == DEFERRED {
+        let (status, kind) = unsafe { ((*head).status.load(Relaxed) & !WAITING, (*head).kind()) };
+        if status == DEFERRED || kind == Kind::Join {
             return None;
         }
         // SAFETY: as above.
         unsafe { self.pop_front() }
+    }
+
+    /// Whether any entry is `DEFERRED` (a scan of the list).
+    ///
+    /// # Safety
+    /// The caller holds the owning node's lock.
+    pub(crate) unsafe fn has_deferred(&self) -> bool {
+        let mut cur = self.head.with(unsafe_read);
+        // SAFETY: lock held; every entry reachable from head is linked and valid.
+        unsafe {
+            while !cur.is_null() {
+                if (*cur).status.load(Relaxed) & !WAITING == DEFERRED {
+                    return true;
+                }
+                cur = (*cur).next.with(|p| *p);
+            }
+        }
+        false
     }
 
     /// Turn every `DEFERRED` entry back into `LINKED`, for a walker adopting an abandoned
@@ -425,15 +473,23 @@ impl List {
     unsafe fn unlink(&self, e: *const Entry) {
         // SAFETY: lock held; `e`, its `prev` and `next` are valid (invariant 3).
         unsafe {
+            let head = self.head.with(|p| *p);
             let prev = (*e).prev.with(|p| *p);
             let next = (*e).next.with(|p| *p);
-            if prev.is_null() {
+            if ptr::eq(e, head) {
+                // `prev` is the tail (invariant 7), which the new head inherits.
                 self.head.with_mut(|p| *p = next);
+                if !next.is_null() {
+                    (*next).prev.with_mut(|p| *p = prev);
+                }
             } else {
                 (*prev).next.with_mut(|p| *p = next);
-            }
-            if !next.is_null() {
-                (*next).prev.with_mut(|p| *p = prev);
+                if next.is_null() {
+                    // `e` was the tail: `prev` is the new one.
+                    (*head).prev.with_mut(|p| *p = prev);
+                } else {
+                    (*next).prev.with_mut(|p| *p = prev);
+                }
             }
         }
     }

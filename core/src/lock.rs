@@ -16,8 +16,13 @@
 //! 2. The node's entry list, its child count (`entry.aux`) and every waiter slot in the list
 //!    are only touched while the lock is held, i.e. through a live `Guard` (or by the owner of
 //!    a node nobody else can reach yet).
-//! 3. `LOCK_PARKED` is set only while `LOCKED` is set, by a thread about to park on
-//!    [`lock_key`]; it is cleared by the unlocker's wake-up when no thread stays parked.
+//! 3. `LOCK_PARKED` is set only while `LOCKED` is set, by a thread about to park on the lock's
+//!    key; every unlock clears it in the same read-modify-write that clears `LOCKED` and, if it
+//!    was set, wakes every thread parked on the key (they contend again, and re-announce if
+//!    they must wait again). So an unlock never touches the node after its read-modify-write:
+//!    that operation may drop the unlocker's last claim on the node (ADV review F1: an unlock
+//!    that dropped a reference and then cleared `LOCK_PARKED` wrote into a node another thread
+//!    had freed meanwhile). The wake-up uses only the key, an address.
 //! 4. No lock is held while user code runs ([`debug_assert_no_lock_held`] checks it with the
 //!    `critical-section` feature).
 //!
@@ -169,16 +174,33 @@ impl<'a> Guard<'a> {
     }
 
     /// Unlock with the read-modify-write `op` on the state word, which must clear `LOCKED`
-    /// (and may change other bits in the same step); returns the old word. Wakes a thread
-    /// parked on the lock if there is one.
+    /// and `LOCK_PARKED` (invariant 3) and may change other bits in the same step; returns the
+    /// old word. Wakes the threads parked on the lock if there are any.
     #[inline]
     pub(crate) fn unlock_with(self, op: impl FnOnce(&AtomicUsize) -> usize) -> usize {
         let this = ManuallyDrop::new(self);
         let state = this.node.state_word();
+        let key = lock_key(state);
         let old = op(state);
         debug_assert!(old & LOCKED != 0, "cutoff: unlock without the lock");
-        released(state, old);
+        released(key, old);
         old
+    }
+
+    /// Unlock by replacing the state word with `f(old)` (its `LOCKED` and `LOCK_PARKED` bits
+    /// are cleared for it) in one compare-and-swap loop (`Release`); returns the old word.
+    #[inline]
+    pub(crate) fn unlock_update(self, f: impl Fn(usize) -> usize) -> usize {
+        self.unlock_with(|s| {
+            let mut cur = s.load(Relaxed);
+            loop {
+                let new = f(cur) & !(LOCKED | LOCK_PARKED);
+                match s.compare_exchange_weak(cur, new, Release, Relaxed) {
+                    Ok(old) => return old,
+                    Err(actual) => cur = actual,
+                }
+            }
+        })
     }
 
     /// Keep holding the lock past this guard's scope (the walker carries one lock hold from
@@ -204,25 +226,25 @@ impl Drop for Guard<'_> {
     #[inline]
     fn drop(&mut self) {
         let state = self.node.state_word();
-        let old = state.fetch_and(!LOCKED, Release);
-        released(state, old);
+        let key = lock_key(state);
+        let old = state.fetch_and(!(LOCKED | LOCK_PARKED), Release);
+        released(key, old);
     }
 }
 
-/// After an unlock that saw `old`: leave the critical section, wake a parked locker.
+/// After an unlock that saw `old`: leave the critical section, wake the parked lockers. Uses
+/// only the key (invariant 3: the node may be gone).
 #[inline]
-fn released(state: &AtomicUsize, old: usize) {
+fn released(key: usize, old: usize) {
     cs::exit();
     if old & LOCK_PARKED != 0 {
-        wake_locker(state);
+        wake_lockers(key);
     }
 }
 
 #[cold]
-fn wake_locker(state: &AtomicUsize) {
-    park::wake_one(lock_key(state), || {
-        state.fetch_and(!LOCK_PARKED, Relaxed);
-    });
+fn wake_lockers(key: usize) {
+    park::wake_all(key);
 }
 
 /// Debug builds with `critical-section`: panic unless this thread holds no node lock. Called

@@ -614,10 +614,9 @@ impl Guard<'_> {
     #[cfg(feature = "alloc")]
     #[inline]
     pub(crate) fn unlock_ref(self) {
-        // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
-        // reference.
         let node = self.node();
-        let old = self.unlock_with(|s| s.fetch_add(REF_ONE - LOCKED, Release));
+        let old = self.unlock_update(|v| v + REF_ONE);
+        // The reference just taken keeps the node alive for this fix-up.
         if old & REF_MASK > REF_MASK / 2 {
             node.state.fetch_sub(REF_ONE, Relaxed);
             panic!("cutoff: too many handles to one node");
@@ -628,8 +627,7 @@ impl Guard<'_> {
     #[cfg(feature = "alloc")]
     #[inline]
     pub(crate) fn unlock_unref(self) -> bool {
-        // LOCKED is set, so subtracting it clears exactly that bit.
-        let old = self.unlock_with(|s| s.fetch_sub(LOCKED + REF_ONE, Release));
+        let old = self.unlock_update(|v| v - REF_ONE);
         if old & REF_MASK == REF_ONE {
             crate::loom::atomic::fence(Acquire);
             true
@@ -641,13 +639,13 @@ impl Guard<'_> {
     /// Unlock and clear `flags` in the same `Release` operation; returns the old word.
     #[inline]
     pub(crate) fn unlock_clearing(self, flags: usize) -> usize {
-        self.unlock_with(|s| s.fetch_and(!(LOCKED | flags), Release))
+        self.unlock_with(|s| s.fetch_and(!(LOCKED | LOCK_PARKED | flags), Release))
     }
 
-    /// Unlock and set `flags` (known to be clear) in the same `Release` operation.
+    /// Unlock and set `flags` in the same `Release` operation.
     #[inline]
     pub(crate) fn unlock_setting(self, flags: usize) {
-        self.unlock_with(|s| s.fetch_xor(LOCKED | flags, Release));
+        self.unlock_update(|v| v | flags);
     }
 
     /// Set or clear `flags` while holding the lock.
@@ -683,7 +681,6 @@ impl Guard<'_> {
         let node = self.node();
         // SAFETY: invariant 2: we hold the lock and the bit was clear, so no reader exists.
         node.reason.with_mut(|p| unsafe { *p = Some(reason) });
-        // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once.
-        self.unlock_with(|s| s.fetch_xor(LOCKED | CANCELLED, Release));
+        self.unlock_update(|v| v | CANCELLED);
     }
 }

@@ -14,7 +14,8 @@
 //!    still hold.
 //!
 //! The thread that ends the condition clears the bit in the same read-modify-write and, if
-//! the old value had it, calls [`wake_all`] (or [`wake_one`]). Because `validate` runs under
+//! the old value had it, calls [`wake_all`], which needs only the key (the watched object may
+//! be gone by then). Because `validate` runs under
 //! the queue lock that `wake_*` also takes, a waiter either sees the condition end in
 //! `validate` (and does not sleep) or is already queued when the wake-up looks for it: no
 //! wake-up is lost. Spurious wake-ups are harmless: every waiter loops on the condition.
@@ -84,7 +85,7 @@ impl Backoff {
 /// callers never announce a wait, since [`Backoff::spin`] never runs out.
 pub(crate) const CAN_PARK: bool = cfg!(any(loom, all(feature = "std", not(shuttle))));
 
-/// Block until woken by [`wake_all`] / [`wake_one`] on `key`, if `still_waiting` (called under
+/// Block until woken by [`wake_all`] on `key`, if `still_waiting` (called under
 /// the parking lot's queue lock) returns `true`; return at once otherwise. Spurious returns
 /// are possible: callers re-check their condition.
 ///
@@ -123,34 +124,9 @@ pub(crate) fn wake_all(key: usize) {
         parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
     }
     #[cfg(loom)]
-    lot::wake(key, false, || {});
+    lot::wake(key);
     #[cfg(not(any(loom, all(feature = "std", not(any(loom, shuttle))))))]
     let _ = key;
-}
-
-/// Wake one thread parked on `key`; `none_left` runs under the queue lock when no other thread
-/// stays parked on `key` (the caller clears its "parked" bit there).
-///
-/// `none_left` must be a plain atomic update (no panics, no calls into this module).
-#[inline]
-pub(crate) fn wake_one(key: usize, none_left: impl FnOnce()) {
-    #[cfg(all(feature = "std", not(any(loom, shuttle))))]
-    // SAFETY: the callback only updates an atomic (caller's contract).
-    unsafe {
-        parking_lot_core::unpark_one(key, |r| {
-            if !r.have_more_threads {
-                none_left();
-            }
-            parking_lot_core::DEFAULT_UNPARK_TOKEN
-        });
-    }
-    #[cfg(loom)]
-    lot::wake(key, true, none_left);
-    #[cfg(not(any(loom, all(feature = "std", not(any(loom, shuttle))))))]
-    {
-        let _ = key;
-        none_left();
-    }
 }
 
 /// The parking lot under loom: one queue of `(key, notify)` behind a loom mutex, which plays
@@ -185,19 +161,13 @@ mod lot {
         }
     }
 
-    pub(super) fn wake(key: usize, one: bool, none_left: impl FnOnce()) {
-        let mut q = LOT.lock().unwrap();
-        let mut woke = false;
-        q.retain(|(k, n)| {
-            if *k != key || (one && woke) {
+    pub(super) fn wake(key: usize) {
+        LOT.lock().unwrap().retain(|(k, n)| {
+            if *k != key {
                 return true;
             }
             n.notify();
-            woke = true;
             false
         });
-        if !q.iter().any(|(k, _)| *k == key) {
-            none_left();
-        }
     }
 }

@@ -322,7 +322,8 @@ impl Deref for CancelSource {
 impl Drop for CancelSource {
     fn drop(&mut self) {
         // SAFETY: we own one reference.
-        unsafe { release(self.ptr) }
+        unsafe { release(self.ptr) };
+        crate::unwind::resume();
     }
 }
 
@@ -405,7 +406,8 @@ impl Deref for CancelToken {
 impl Drop for CancelToken {
     fn drop(&mut self) {
         // SAFETY: we own one reference.
-        unsafe { release(self.ptr) }
+        unsafe { release(self.ptr) };
+        crate::unwind::resume();
     }
 }
 

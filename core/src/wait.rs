@@ -128,9 +128,10 @@ impl Waiter {
         let old = self.swap_waker(Some(w), &g);
         let s = self.entry.status();
         if s == list::IDLE || s == RELEASED {
+            // At the tail, where the walker never pops (list.rs invariant 5).
             // SAFETY: the guard holds the lock; pinned and detached on drop; whole-waiter
             // pointer.
-            unsafe { g.list().push_front(ptr::from_ref(self).cast::<Entry>()) };
+            unsafe { g.list().push_back_join(ptr::from_ref(self).cast::<Entry>()) };
             g.set_flags(JOINERS);
         }
         drop(g);
@@ -160,12 +161,12 @@ pub(crate) unsafe fn take_waker(e: *const Entry, g: &Guard<'_>) -> Option<Waker>
 }
 
 /// Wake every join waiter of the node `g` locks; the lock is released on return.
+///
+/// With `std`, a panicking waker does not stop the other joiners from being woken, and the
+/// first panic is not resumed here (this runs in the middle of unlinking a child): it is
+/// parked in `unwind.rs`, and the public operation that got here resumes it when done.
 pub(crate) fn wake_joiners(mut g: Guard<'_>) {
     let node = g.node();
-    // With `std`, a panicking waker does not stop the other joiners from being woken; the
-    // first panic is resumed at the end.
-    #[cfg(feature = "std")]
-    let mut panic = None;
     loop {
         // SAFETY: the guard holds the lock.
         match unsafe { g.list().pop_kind(Kind::Join) } {
@@ -184,9 +185,8 @@ pub(crate) fn wake_joiners(mut g: Guard<'_>) {
                     #[cfg(feature = "std")]
                     if let Err(p) =
                         std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| w.wake()))
-                        && panic.is_none()
                     {
-                        panic = Some(p);
+                        crate::unwind::defer(p);
                     }
                     #[cfg(not(feature = "std"))]
                     w.wake();
@@ -194,10 +194,6 @@ pub(crate) fn wake_joiners(mut g: Guard<'_>) {
                 g = node.lock();
             }
         }
-    }
-    #[cfg(feature = "std")]
-    if let Some(p) = panic {
-        std::panic::resume_unwind(p);
     }
 }
 

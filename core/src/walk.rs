@@ -59,7 +59,7 @@ use crate::list::{Entry, Kind};
 use crate::lock::Guard;
 use crate::node::Node;
 use crate::park::{self, Backoff};
-use crate::state::{ABANDONED, CANCELLED, DRAINED, LOCKED, WALK_PARKED, WALKER_REF, WALKING};
+use crate::state::{ABANDONED, CANCELLED, DRAINED, WALK_PARKED, WALKER_REF, WALKING};
 
 pub(crate) struct Walk<'a> {
     root: &'a Node,
@@ -108,9 +108,14 @@ impl<'a> Walk<'a> {
             let finish = Finish(&mut self);
             finish.0.steps();
         }
+        // A join waker's panic parked while the walker freed a node (unwind.rs) is resumed
+        // like a callback's, after the walk: the first one wins.
         #[cfg(feature = "std")]
-        if let Some(payload) = self.panic.take() {
-            std::panic::resume_unwind(payload);
+        {
+            let parked = crate::unwind::take();
+            if let Some(payload) = self.panic.take().or(parked) {
+                std::panic::resume_unwind(payload);
+            }
         }
     }
 
@@ -128,7 +133,8 @@ impl<'a> Walk<'a> {
         f();
     }
 
-    /// Leave `cur`, whose list is empty (or which we left `DRAINED`): clear the walker bits
+    /// Leave `cur`, whose list holds no entry for us (nothing, or join waiters only; or which
+    /// we left `DRAINED`): clear the walker bits
     /// (unlocking it if `g` is its guard), drop the walker's reference, release the entry we
     /// came through and move up. Returns `true` when the walk is over.
     ///
@@ -174,8 +180,8 @@ impl<'a> Walk<'a> {
             // Move on first, so that if anything below unwinds, `Finish` resumes from `up`
             // and never touches the freed node.
             self.cur = up;
-            // SAFETY: we own the last reference; its list is empty (every entry implies a
-            // reference); the entry we came through is released.
+            // SAFETY: we own the last reference; its list is empty (every entry, a join
+            // waiter's too, implies a reference); the entry we came through is released.
             let took = unsafe { crate::token::free_walked(dead, from) };
             if took {
                 // SAFETY: `up` is alive: we hold its TAKEN entry, or it is the root.
@@ -208,7 +214,7 @@ impl<'a> Walk<'a> {
         #[cfg(not(feature = "alloc"))]
         let keep_ref = false;
         let drop_flags = DRAINED | WALK_PARKED | if keep_ref { 0 } else { WALKER_REF };
-        let old = g.unlock_with(|s| update(s, |v| (v & !(LOCKED | drop_flags)) | ABANDONED));
+        let old = g.unlock_update(|v| (v & !drop_flags) | ABANDONED);
         walk_ended(cur, old);
         let Some((from, up)) = incoming else {
             self.done = true;
@@ -263,11 +269,13 @@ impl<'a> Walk<'a> {
             // SAFETY: the guard holds `cur`'s lock.
             let popped = unsafe { g.list().pop_front_live() };
             let Some(e) = popped else {
+                // Only join waiters (they wait for the last child, not for us) and deferred
+                // entries can be left (list.rs invariant 5).
                 // SAFETY: as above.
-                let done = if unsafe { g.list().is_empty() } {
-                    self.leave(self.cur, Some(g))
-                } else {
+                let done = if unsafe { g.list().has_deferred() } {
                     self.abandon(self.cur, g)
+                } else {
+                    self.leave(self.cur, Some(g))
                 };
                 if done {
                     return;
@@ -306,7 +314,7 @@ impl<'a> Walk<'a> {
                         Entry::release_locked(e, &g);
                         // SAFETY: the guard holds `cur`'s lock.
                         match unsafe { g.list().front_kind() } {
-                            Some(Kind::Waiter | Kind::Join) if n < BATCH => {
+                            Some(Kind::Waiter) if n < BATCH => {
                                 // SAFETY: lock held; the front entry exists.
                                 e = unsafe { g.list().pop_front() }.expect("front entry");
                             }
@@ -423,18 +431,6 @@ impl<'a> Walk<'a> {
 
 /// How many wakers the walker takes per lock hold.
 const BATCH: usize = 32;
-
-/// `update` on a raw state word (for `Guard::unlock_with`): CAS loop, `Release`.
-fn update(s: &crate::loom::atomic::AtomicUsize, f: impl Fn(usize) -> usize) -> usize {
-    use crate::loom::atomic::Ordering::{Relaxed, Release};
-    let mut cur = s.load(Relaxed);
-    loop {
-        match s.compare_exchange_weak(cur, f(cur), Release, Relaxed) {
-            Ok(old) => return old,
-            Err(actual) => cur = actual,
-        }
-    }
-}
 
 /// The parking key of a node's walk: inside its state word, one past the lock's key.
 fn walk_key(node: &Node) -> usize {

@@ -16,10 +16,15 @@
 //! to the preemption bound and every cell access for a happens-before edge. Contended waits
 //! (lock, entry release, a concurrent walk) yield to loom's scheduler instead of parking, so
 //! a lost wake-up in the crate's own protocol shows up as a deadlock / branch-limit failure.
-//! Heap nodes are plain `Box`es: a double free aborts the process, a leak shows up as a
-//! parent that still `has_children()`.
+//! Heap nodes are plain `Box`es, not loom objects, so the file installs a poison-on-free
+//! global allocator (`support/poison.rs`, from the second review): a late access to a freed
+//! node's loom atomic then names no valid loom object and makes loom panic at the access. A
+//! double free aborts the process; a leak shows up as a parent that still `has_children()`.
 #![cfg(loom)]
 #![allow(clippy::std_instead_of_core)]
+
+#[path = "support/poison.rs"]
+mod poison;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -603,5 +608,36 @@ fn token_child_vs_cancel_vs_source_drop() {
         drop(c);
         drop(tok);
         assert!(!root.has_children());
+    });
+}
+
+/// Review F1: thread A drops the last handle of heap child `x`, so `free_chain(x)` unlinks it
+/// from `p` in one unlock that also drops `x`'s reference on `p`; main contends on `p`'s lock
+/// (`has_children`, announcing `LOCK_PARKED`) and then drops `p`'s only handle. The unlocker
+/// used to clear `LOCK_PARKED` after its unlock, writing into `p` after main had freed it (the
+/// poison allocator made loom panic). Every unlock now clears `LOCK_PARKED` in its own
+/// read-modify-write and wakes by key only (lock.rs invariant 3).
+#[test]
+fn unlock_unref_vs_contender_freeing_the_parent() {
+    model(|| {
+        let p = CancelSource::new();
+        let x = p.child();
+        let a = thread::spawn(move || drop(x));
+        let _ = p.has_children();
+        drop(p);
+        a.join().unwrap();
+    });
+}
+
+/// Control for the model above: main keeps `p` until A has returned.
+#[test]
+fn unlock_unref_vs_contender_parent_kept() {
+    model(|| {
+        let p = CancelSource::new();
+        let x = p.child();
+        let a = thread::spawn(move || drop(x));
+        let _ = p.has_children();
+        a.join().unwrap();
+        drop(p);
     });
 }

@@ -1,5 +1,7 @@
 //! Adversarial review: small API contract checks.
 //!
+//! Fixed (review F4): registering a spent registration is a no-op (`Ok`). Regression test.
+//!
 //! Run: cargo test -p cutoff-tests --release --test review_api_contracts
 
 use std::pin::pin;

@@ -117,10 +117,7 @@ fn abandoned() -> Abandoned {
 
 /// Run `f` on a thread; check it is still blocked after `SETTLE`, open the gate, and return
 /// whether `z` was cancelled at the moment `f` returned.
-fn blocks_until_gate(
-    a: &Abandoned,
-    f: impl FnOnce() + Send + 'static,
-) -> thread::JoinHandle<bool> {
+fn blocks_until_gate(a: &Abandoned, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<bool> {
     let z = a.z.clone();
     let returned = Arc::new(AtomicBool::new(false));
     let ret = returned.clone();
@@ -146,7 +143,10 @@ fn top_level_cancel_of_the_root_adopts_and_waits() {
             assert!(r.cancel_with(Reason::Code(3)));
         });
         a.gate.open();
-        assert!(h.join().unwrap(), "z not cancelled when r.cancel() returned");
+        assert!(
+            h.join().unwrap(),
+            "z not cancelled when r.cancel() returned"
+        );
         a.t.join().unwrap();
         assert_eq!(a.z.reason(), Some(Reason::Code(1)));
         assert_eq!(a.c.reason(), Some(Reason::Code(2)));
@@ -162,8 +162,14 @@ fn two_losing_cancels_race_to_adopt_the_abandoned_node() {
         let h1 = blocks_until_gate(&a, move || assert!(!c1.cancel()));
         let h2 = blocks_until_gate(&a, move || assert!(!c2.cancel()));
         a.gate.open();
-        assert!(h1.join().unwrap(), "z not cancelled when the first c.cancel() returned");
-        assert!(h2.join().unwrap(), "z not cancelled when the second c.cancel() returned");
+        assert!(
+            h1.join().unwrap(),
+            "z not cancelled when the first c.cancel() returned"
+        );
+        assert!(
+            h2.join().unwrap(),
+            "z not cancelled when the second c.cancel() returned"
+        );
         a.t.join().unwrap();
     });
 }
@@ -204,7 +210,10 @@ fn owners_drop_the_abandoned_subtree() {
         gate.open();
         t.join().unwrap(); // T drops its handle of y: y, then c, are freed
         drop(_slow);
-        assert!(!r.has_children(), "c leaked (or was not unlinked) after its last handle");
+        assert!(
+            !r.has_children(),
+            "c leaked (or was not unlinked) after its last handle"
+        );
         assert!(r.cancel());
     });
 }
@@ -268,12 +277,18 @@ fn join_on_an_abandoned_node() {
         adopter.join().unwrap();
         t.join().unwrap();
         assert!(z.is_cancelled());
-        assert!(poll_once(join.as_mut(), &jw.waker()).is_pending(), "y is still alive");
+        assert!(
+            poll_once(join.as_mut(), &jw.waker()).is_pending(),
+            "y is still alive"
+        );
         let before = jw.count();
         drop(z);
         drop(_slow);
         drop(y);
-        assert!(jw.count() > before, "the last child's drop must wake the join waiter");
+        assert!(
+            jw.count() > before,
+            "the last child's drop must wake the join waiter"
+        );
         assert_eq!(poll_once(join.as_mut(), &jw.waker()), Poll::Ready(()));
         drop(join);
         drop(c);
@@ -311,9 +326,15 @@ fn any_of_abandoned_through_one_parent_adopted_through_the_other() {
             z2.is_cancelled()
         });
         thread::sleep(SETTLE);
-        assert!(!returned.load(SeqCst), "p2.cancel() returned while z was held");
+        assert!(
+            !returned.load(SeqCst),
+            "p2.cancel() returned while z was held"
+        );
         gate.open();
-        assert!(h.join().unwrap(), "z not cancelled when p2.cancel() returned");
+        assert!(
+            h.join().unwrap(),
+            "z not cancelled when p2.cancel() returned"
+        );
         t.join().unwrap();
         // p1 is still abandoned (its deferred link to m): a losing top-level cancel finishes it.
         assert!(!p1.cancel());
@@ -470,8 +491,8 @@ fn the_abandoning_walk_runs_a_callback_that_drops_the_last_handle() {
         let t = thread::spawn(move || assert!(y2.cancel()));
         gate.wait_entered();
         // c's handles: `c` (moved into the slot) and the registration's token.
-        let slot: Arc<Mutex<Option<(CancelSource, Option<Reg>)>>> =
-            Arc::new(Mutex::new(None));
+        type Slot = Arc<Mutex<Option<(CancelSource, Option<Reg>)>>>;
+        let slot: Slot = Arc::new(Mutex::new(None));
         let s2 = slot.clone();
         let reg = on_cancel_boxed(&c, move |_| {
             let taken = s2.lock().unwrap().take();

@@ -1,6 +1,9 @@
 //! Adversarial review: a join waiter that re-polls when woken keeps the cancel walker on its
 //! node forever (livelock; `cancel()` never returns).
 //!
+//! Fixed (review F2): join waiters are linked at the tail and the walker never pops them (they
+//! wait for the last child, not for the cancellation; list.rs invariant 5). Regression test.
+//!
 //! Join waiters are the one kind of entry that may link into a cancelled node (node.rs
 //! invariant 3), and they link at the *front* of the list (wait.rs `poll_join`, `push_front`).
 //! The walker pops entries from the front (walk.rs `steps`, `pop_front_live`) and, for a join

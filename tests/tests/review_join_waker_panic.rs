@@ -1,6 +1,9 @@
 //! Adversarial review: a join waker that panics while the walker frees a node (walk.rs `leave`
 //! -> token.rs `free_walked` -> node.rs `detach_unref` -> wait.rs `wake_joiners`).
 //!
+//! Fixed (review F3): a join waker's panic is caught and parked per thread (core/src/unwind.rs)
+//! and resumed by the public operation once its bookkeeping is complete. Regression test.
+//!
 //! When the walker's reference is the last one on a heap node it is leaving, it frees the node
 //! itself (`free_walked`). Unlinking the node from its parent can make the parent childless,
 //! and then `detach_unref` wakes the parent's join waiters right there, on the walker's thread.
@@ -23,9 +26,9 @@
 //! Run: cargo test -p cutoff-tests --release --test review_join_waker_panic
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -114,7 +117,11 @@ fn scenario(p: &'static Node, panicking: bool) {
     *slot.lock().unwrap() = Some(child.token().on_cancel(f));
     drop(child); // the registration's token is now the child's only handle
     let r = catch_unwind(AssertUnwindSafe(|| p.cancel()));
-    assert_eq!(r.is_err(), panicking, "the join waker's panic comes out of cancel()");
+    assert_eq!(
+        r.is_err(),
+        panicking,
+        "the join waker's panic comes out of cancel()"
+    );
     assert!(slot.lock().unwrap().is_none());
     assert!(!p.has_children());
     drop(join);
@@ -201,7 +208,11 @@ fn any_of_case(panicking: bool) -> bool {
     *slot.lock().unwrap() = Some(m.token().on_cancel(f));
     drop(m); // the registration's token is now m's only handle
     let r = catch_unwind(AssertUnwindSafe(|| p1.cancel()));
-    assert_eq!(r.is_err(), panicking, "the join waker's panic comes out of cancel()");
+    assert_eq!(
+        r.is_err(),
+        panicking,
+        "the join waker's panic comes out of cancel()"
+    );
     assert!(slot.lock().unwrap().is_none(), "every handle of m is gone");
     assert!(!p1.has_children());
     p2.has_children()

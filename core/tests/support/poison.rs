@@ -47,4 +47,3 @@ unsafe impl std::alloc::GlobalAlloc for PoisonOnFree {
 
 #[global_allocator]
 static POISON_ON_FREE: PoisonOnFree = PoisonOnFree;
-

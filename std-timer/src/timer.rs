@@ -124,7 +124,8 @@ pub fn global_origin() -> Instant {
 /// module docs, "Shard lifetime".
 pub(crate) struct Shard {
     locked: ShardLock<Locked>,
-    /// A lower bound of the earliest deadline in the wheel (`u64::MAX` when empty).
+    /// A lower bound of the earliest deadline in the wheel (`u64::MAX` when empty), and 0
+    /// while the shard's due list holds entries (work for any turn that comes by).
     next: AtomicU64,
     /// The id of the timer this shard belongs to, `0` while it is in the pool. Written only
     /// under the shard lock; read under it by inserts, turns and drains (module docs, "Shard
@@ -601,8 +602,16 @@ impl Inner {
                 debug_assert!(due_len == 0 && due.len() <= BATCH);
                 due.reverse();
                 swept = more == Advance::Done;
-                // While work remains the wheel reports a time <= now ("work now").
-                let next = wheel.next_deadline().unwrap_or(u64::MAX);
+                // While work remains the wheel reports a time <= now ("work now"). While the
+                // due list holds entries, `next` says "work now" too (0): another turn that
+                // comes by must help fire them rather than skip the shard while one of our
+                // callbacks runs (review2 finding 2: `turn` returned 0 with a due deadline
+                // still uncancelled).
+                let next = if due.is_empty() {
+                    wheel.next_deadline().unwrap_or(u64::MAX)
+                } else {
+                    0
+                };
                 shard.next.store(next, SeqCst);
             };
             let f = Fired::take(entry);
@@ -828,6 +837,9 @@ impl Timer {
     pub fn turn(&self) -> usize {
         let now = self.inner.now();
         let (_, n, panic) = self.inner.turn(now);
+        // As the threaded driver does each round: give empty shards of exited threads back, so
+        // a manual timer's shards stay bounded by the threads alive at once (review2 note).
+        self.inner.recycle_orphans();
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
         }
@@ -862,7 +874,12 @@ impl Drop for Timer {
         self.inner.shutdown.store(true, Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
-            let _ = t.join();
+            // Dropped by a callback the driver runs (review2 finding 1): joining ourselves
+            // would panic (EDEADLK) and skip the drain. The driver sees `shutdown` once the
+            // callback returns and exits on its own; drain here all the same.
+            if t.thread().id() != thread::current().id() {
+                let _ = t.join();
+            }
         }
         self.inner.drain_all();
         // Every shard is empty now (nothing can insert: that borrows the timer); hand them

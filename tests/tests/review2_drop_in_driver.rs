@@ -30,15 +30,20 @@ fn a_timer_dropped_by_a_callback_on_its_own_driver_cancels_its_pending_deadlines
         let t = s.lock().unwrap().take();
         let on = std::thread::current().name().map(str::to_owned);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(t)));
-        let _ = tx.send((on, r.err().map(|p| {
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        })));
+        let _ = tx.send((
+            on,
+            r.err().map(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            }),
+        ));
     });
     drop(slot);
-    let (thread, panic) = rx.recv_timeout(Duration::from_secs(5)).expect("callback ran");
+    let (thread, panic) = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("callback ran");
     eprintln!("callback ran on {thread:?}; Timer::drop panicked: {panic:?}");
     let start = Instant::now();
     while !pending.is_cancelled() && start.elapsed() < Duration::from_secs(1) {
@@ -46,7 +51,10 @@ fn a_timer_dropped_by_a_callback_on_its_own_driver_cancels_its_pending_deadlines
     }
     drop(reg);
     eprintln!("pending deadline after the drop: {:?}", pending.reason());
-    assert!(panic.is_none(), "Timer::drop panicked on its driver thread: {panic:?}");
+    assert!(
+        panic.is_none(),
+        "Timer::drop panicked on its driver thread: {panic:?}"
+    );
     assert_eq!(
         pending.reason(),
         Some(Reason::ParentGone),

@@ -24,7 +24,9 @@ fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn a_callback_drops_the_timer_of_an_ancestor_of_the_firing_node() {
     let clock1 = Arc::new(ManualClock::new());
     let t1: &'static Timer = Box::leak(Box::new(Timer::manual(clock1.clone())));
-    let t2 = Arc::new(Mutex::new(Some(Timer::manual(Arc::new(ManualClock::new())))));
+    let t2 = Arc::new(Mutex::new(Some(Timer::manual(
+        Arc::new(ManualClock::new()),
+    ))));
     let n = t2
         .lock()
         .unwrap()

@@ -40,7 +40,10 @@ fn manual_timer_two_turners_never_early() {
     let mut keep_regs = Vec::new();
     let parent = timer.timeout_source(Parent::Root, Duration::from_secs(1_000_000_000));
     while start.elapsed() < Duration::from_millis(700) {
-        assert!(!parent.is_cancelled(), "the parent (1e9 s away) was cancelled");
+        assert!(
+            !parent.is_cancelled(),
+            "the parent (1e9 s away) was cancelled"
+        );
         let t = Duration::from_micros(rng.u64(0..5000));
         let at = clock.now() + t.as_nanos() as u64;
         let src = if rng.bool() {
@@ -91,7 +94,12 @@ fn manual_timer_two_turners_never_early() {
     for t in turners {
         t.join().unwrap();
     }
-    eprintln!("fired {}, manual clock at {:?}, parent {:?}", fired.load(Ordering::Relaxed), Duration::from_nanos(clock.now()), parent.reason());
+    eprintln!(
+        "fired {}, manual clock at {:?}, parent {:?}",
+        fired.load(Ordering::Relaxed),
+        Duration::from_nanos(clock.now()),
+        parent.reason()
+    );
     assert_eq!(early.load(Ordering::Relaxed), 0, "deadlines fired early");
 }
 

@@ -43,7 +43,9 @@ fn a_second_turn_fires_the_rest_of_a_batch_whose_first_callback_is_slow() {
     }
     clock.advance(Duration::from_millis(10));
     let a = std::thread::spawn(move || timer.turn());
-    started_rx.recv_timeout(Duration::from_secs(5)).expect("turn A runs a callback");
+    started_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("turn A runs a callback");
     // Turn B: the clock is past both deadlines.
     let n = timer.turn();
     let cancelled = srcs.iter().filter(|s| s.is_cancelled()).count();
@@ -51,5 +53,8 @@ fn a_second_turn_fires_the_rest_of_a_batch_whose_first_callback_is_slow() {
     go_tx.send(()).unwrap();
     let na = a.join().unwrap();
     eprintln!("turn A returned {na}");
-    assert_eq!(cancelled, 2, "turn B returned with a due deadline not cancelled");
+    assert_eq!(
+        cancelled, 2,
+        "turn B returned with a due deadline not cancelled"
+    );
 }

@@ -197,7 +197,8 @@ fn disarm_returns_the_closure_and_prevents_the_run() {
 fn dropped_registration_never_runs() {
     let src = CancelSource::new();
     let hits = Arc::new(AtomicUsize::new(0));
-    for _ in 0..100 {
+    let rounds = if cfg!(miri) { 20 } else { 100 }; // fewer under Miri
+    for _ in 0..rounds {
         let h = hits.clone();
         drop(src.on_cancel(move |_: &Reason| {
             h.fetch_add(1, SeqCst);
@@ -216,7 +217,8 @@ fn dropped_registration_never_runs() {
 /// returns only after the callback returned.
 #[test]
 fn dropping_on_cancel_waits_for_a_run_in_progress() {
-    for _ in 0..20 {
+    let rounds = if cfg!(miri) { 3 } else { 20 }; // fewer under Miri
+    for _ in 0..rounds {
         let src = Arc::new(CancelSource::new());
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -385,8 +387,9 @@ fn on_cancel_holding_last_reference_dropped_from_inside_its_callback() {
 /// Dropping from inside the callback while another thread is the one that cancels.
 #[test]
 fn on_cancel_dropped_from_inside_its_callback_cancelled_elsewhere() {
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 200 }; // fewer under Miri
     must_finish("self-drop, other thread cancels", || {
-        for _ in 0..200 {
+        for _ in 0..ROUNDS {
             let src = Arc::new(CancelSource::new());
             let ran = Arc::new(AtomicUsize::new(0));
             let slot = self_dropping_registration(&src.token(), ran.clone());

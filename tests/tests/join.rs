@@ -97,8 +97,10 @@ fn join_waits_for_grandchildren_behind_a_dropped_child() {
 
 #[test]
 fn async_join_completes_only_after_every_child_dropped_on_another_thread() {
-    const N: usize = 50;
-    for round in 0..20u32 {
+    // Fewer and smaller rounds under Miri (still both parities of `round`).
+    const N: usize = if cfg!(miri) { 10 } else { 50 };
+    let rounds: u32 = if cfg!(miri) { 4 } else { 20 };
+    for round in 0..rounds {
         let root = CancelSource::new();
         let kids: Vec<CancelSource> = (0..N).map(|_| root.child()).collect();
         let alive = Arc::new(AtomicUsize::new(N));
@@ -246,8 +248,9 @@ fn join_after_subtree_cancel_with_pinned_grandchildren() {
 
 #[test]
 fn join_races_with_child_drops() {
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 500 }; // fewer under Miri
     must_finish("join vs drop race", || {
-        for _ in 0..500 {
+        for _ in 0..ROUNDS {
             let root = Arc::new(CancelSource::new());
             let kids: Vec<_> = (0..4).map(|_| root.child()).collect();
             let go = Arc::new(Barrier::new(2));
@@ -270,10 +273,13 @@ fn join_races_with_child_drops() {
 /// while it is still going) still finish once the children go.
 #[test]
 fn joiners_waiting_across_a_big_cancel() {
+    // Under Miri: fewer rounds and a smaller (still not instant) cancel.
+    const ROUNDS: usize = if cfg!(miri) { 2 } else { 20 };
+    const KIDS: usize = if cfg!(miri) { 100 } else { 5_000 };
     must_finish("joiners across cancel", || {
-        for _ in 0..20 {
+        for _ in 0..ROUNDS {
             let root = Arc::new(CancelSource::new());
-            let kids: Vec<CancelSource> = (0..5_000).map(|_| root.child()).collect();
+            let kids: Vec<CancelSource> = (0..KIDS).map(|_| root.child()).collect();
             let go = Arc::new(Barrier::new(3));
             let joiners: Vec<_> = (0..2u32)
                 .map(|i| {

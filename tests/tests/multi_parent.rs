@@ -83,7 +83,8 @@ fn dropping_unlinks_from_every_parent() {
     assert!(!a.has_children() && !b.has_children());
     // Many cycles leave nothing behind.
     let (ta, tb) = (a.token(), b.token());
-    for _ in 0..1_000 {
+    let cycles = if cfg!(miri) { 20 } else { 1_000 }; // fewer under Miri
+    for _ in 0..cycles {
         let h = CancelSource::any_of([&ta, &tb]);
         let mut p = pin!(AnyOf::new([&*ta, &*tb]));
         p.as_mut().link();
@@ -187,7 +188,8 @@ fn diamond_is_cancelled_once() {
 
 #[test]
 fn concurrent_parent_cancels_agree_on_one_reason() {
-    for _ in 0..1_000 {
+    let rounds = if cfg!(miri) { 10 } else { 1_000 }; // fewer under Miri
+    for _ in 0..rounds {
         let a = Arc::new(CancelSource::new());
         let b = Arc::new(CancelSource::new());
         let m = CancelSource::any_of([&a.token(), &b.token()]);
@@ -217,7 +219,8 @@ fn concurrent_parent_cancels_agree_on_one_reason() {
 
 #[test]
 fn creating_while_parents_are_cancelled() {
-    for i in 0..1_000u32 {
+    let rounds = if cfg!(miri) { 10 } else { 1_000 }; // fewer under Miri
+    for i in 0..rounds {
         let a = Arc::new(CancelSource::new());
         let b = CancelSource::new();
         let go = Arc::new(Barrier::new(2));
@@ -239,8 +242,9 @@ fn creating_while_parents_are_cancelled() {
 
 #[test]
 fn dropping_while_a_parent_cancels() {
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 1_000 }; // fewer under Miri
     must_finish("multi drop vs cancel", || {
-        for _ in 0..1_000 {
+        for _ in 0..ROUNDS {
             let a = Arc::new(CancelSource::new());
             let b = CancelSource::new();
             let m = CancelSource::any_of([&a.token(), &b.token()]);

@@ -74,7 +74,7 @@ fn cancelled_future_of_a_descendant_inherits_the_reason() {
 
 #[test]
 fn many_waiters_each_woken_exactly_once() {
-    const N: usize = 1_000;
+    const N: usize = if cfg!(miri) { 32 } else { 1_000 }; // fewer under Miri
     let node = CancelSource::new();
     let wakers: Vec<Arc<CountingWaker>> = (0..N).map(|_| CountingWaker::new()).collect();
     let shared = CountingWaker::new();
@@ -125,7 +125,8 @@ fn dropping_a_pending_future_unlinks_it() {
     let kept = CountingWaker::new();
     let mut k = Box::pin(node.cancelled());
     assert!(poll_once(k.as_mut(), &kept.waker()).is_pending());
-    for _ in 0..1_000 {
+    let rounds = if cfg!(miri) { 20 } else { 1_000 }; // fewer under Miri
+    for _ in 0..rounds {
         let mut f = Box::pin(node.cancelled());
         assert!(poll_once(f.as_mut(), &dropped.waker()).is_pending());
         drop(f);
@@ -146,7 +147,8 @@ fn dropping_a_pending_future_unlinks_it() {
 fn cancelled_is_cancel_safe_in_select() {
     use futures::future::{Either, ready, select};
     let node = Node::new();
-    for i in 0..100 {
+    let rounds = if cfg!(miri) { 20 } else { 100 }; // fewer under Miri
+    for i in 0..rounds {
         match block_on(select(Box::pin(node.cancelled()), ready(i))) {
             Either::Right((v, _lost)) => assert_eq!(v, i),
             Either::Left(_) => panic!("not cancelled yet"),
@@ -285,8 +287,9 @@ fn wait_timeout_times_out_or_returns_reason() {
 /// Many threads block (async and sync) on one node and its children; one cancel releases all.
 #[test]
 fn many_blocked_threads_all_released() {
+    const ROUNDS: usize = if cfg!(miri) { 2 } else { 20 }; // fewer under Miri
     must_finish("all waiters released", || {
-        for _ in 0..20 {
+        for _ in 0..ROUNDS {
             let root = CancelSource::new();
             let go = Arc::new(Barrier::new(9));
             let mut ts = Vec::new();
@@ -318,7 +321,8 @@ fn many_blocked_threads_all_released() {
 /// Racing cancellers (the node itself, twice, and its parent): still exactly one wake each.
 #[test]
 fn concurrent_cancels_wake_each_waiter_once() {
-    for _ in 0..300 {
+    let rounds = if cfg!(miri) { 6 } else { 300 }; // fewer under Miri
+    for _ in 0..rounds {
         let root = Arc::new(CancelSource::new());
         let child = Arc::new(root.child());
         let ws: Vec<_> = (0..16).map(|_| CountingWaker::new()).collect();

@@ -1,5 +1,8 @@
 //! REVIEW2-1: dropping a threaded `Timer` from a callback that its own driver thread runs.
 //!
+//! Fixed: `Timer::drop` does not join the driver from the driver's own thread (it still
+//! drains). Regression test.
+//!
 //! The last owner of a `Timer` may well be a callback closure (it captured the timer, e.g.
 //! a request context that owns its own timer and is torn down when its deadline fires). The
 //! closure is consumed on the timer's driver thread, so `Timer::drop` runs *there*:

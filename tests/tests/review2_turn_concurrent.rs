@@ -1,6 +1,9 @@
 //! REVIEW2-2: `Timer::turn` does not "fire every deadline due now" while another thread's
 //! turn of the same manual timer is inside a callback of the same batch.
 //!
+//! Fixed: a shard's `next` hint is 0 (work now) while its due list holds entries, so turn B
+//! helps fire them. Regression test.
+//!
 //! `Inner::turn` (timer.rs) skips a shard whose `next` hint is later than now. The hint
 //! covers the shard's *wheel* only; the entries a concurrent turn has already moved to the
 //! shard's due list (state `DUE`) are not reflected in it. So while turn A runs the callback

@@ -17,12 +17,17 @@
 //!    are only touched while the lock is held, i.e. through a live `Guard` (or by the owner of
 //!    a node nobody else can reach yet).
 //! 3. `LOCK_PARKED` is set only while `LOCKED` is set, by a thread about to park on the lock's
-//!    key; every unlock clears it in the same read-modify-write that clears `LOCKED` and, if it
-//!    was set, wakes every thread parked on the key (they contend again, and re-announce if
-//!    they must wait again). So an unlock never touches the node after its read-modify-write:
-//!    that operation may drop the unlocker's last claim on the node (ADV review F1: an unlock
-//!    that dropped a reference and then cleared `LOCK_PARKED` wrote into a node another thread
-//!    had freed meanwhile). The wake-up uses only the key, an address.
+//!    key. An unlock whose old word had it wakes every thread parked on the key (they contend
+//!    again, and re-announce if they must wait again), using only the key, an address: an
+//!    unlock never touches the node after its read-modify-write unless the caller still holds
+//!    a claim on it (ADV review F1: an unlock that dropped a reference and then cleared
+//!    `LOCK_PARKED` wrote into a node another thread had freed meanwhile). The bit is cleared
+//!    in the unlocking read-modify-write (plain unlocks), or right after it while the caller's
+//!    claim keeps the node alive ([`Guard::unlock_alive_with`]), or left *stale* (an unlock
+//!    that drops the caller's reference): a stale bit only costs the next unlock a wake-up of
+//!    nobody, after which that unlock clears it. A waiter validates "`LOCKED` and
+//!    `LOCK_PARKED`" under the parking lot's queue lock, so whichever way the bit is cleared,
+//!    a parked waiter was queued before the unlock's wake-up or sees the change.
 //! 4. No lock is held while user code runs ([`debug_assert_no_lock_held`] checks it with the
 //!    `critical-section` feature).
 //!
@@ -174,8 +179,9 @@ impl<'a> Guard<'a> {
     }
 
     /// Unlock with the read-modify-write `op` on the state word, which must clear `LOCKED`
-    /// and `LOCK_PARKED` (invariant 3) and may change other bits in the same step; returns the
-    /// old word. Wakes the threads parked on the lock if there are any.
+    /// (and may clear `LOCK_PARKED` and change other bits in the same step); returns the old
+    /// word. Wakes the threads parked on the lock if there are any, by key only, so the node
+    /// may be gone after `op` (a `LOCK_PARKED` that `op` left set is stale: invariant 3).
     #[inline]
     pub(crate) fn unlock_with(self, op: impl FnOnce(&AtomicUsize) -> usize) -> usize {
         let this = ManuallyDrop::new(self);
@@ -184,6 +190,23 @@ impl<'a> Guard<'a> {
         let old = op(state);
         debug_assert!(old & LOCKED != 0, "cutoff: unlock without the lock");
         released(key, old);
+        old
+    }
+
+    /// [`unlock_with`](Self::unlock_with) for a caller whose claim keeps the node alive after
+    /// the unlock (a reference it holds or just took, a `TAKEN` entry, a borrow): a
+    /// `LOCK_PARKED` that `op` left set is cleared before the wake-up.
+    #[inline]
+    pub(crate) fn unlock_alive_with(self, op: impl FnOnce(&AtomicUsize) -> usize) -> usize {
+        let this = ManuallyDrop::new(self);
+        let state = this.node.state_word();
+        let old = op(state);
+        debug_assert!(old & LOCKED != 0, "cutoff: unlock without the lock");
+        cs::exit();
+        if old & LOCK_PARKED != 0 {
+            state.fetch_and(!LOCK_PARKED, Relaxed);
+            wake_lockers(lock_key(state));
+        }
         old
     }
 

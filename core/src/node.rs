@@ -615,8 +615,9 @@ impl Guard<'_> {
     #[inline]
     pub(crate) fn unlock_ref(self) {
         let node = self.node();
-        let old = self.unlock_update(|v| v + REF_ONE);
-        // The reference just taken keeps the node alive for this fix-up.
+        // LOCKED is set, so adding `REF_ONE - LOCKED` clears exactly that bit and adds one
+        // reference; the reference keeps the node alive past the unlock.
+        let old = self.unlock_alive_with(|s| s.fetch_add(REF_ONE - LOCKED, Release));
         if old & REF_MASK > REF_MASK / 2 {
             node.state.fetch_sub(REF_ONE, Relaxed);
             panic!("cutoff: too many handles to one node");
@@ -624,10 +625,13 @@ impl Guard<'_> {
     }
 
     /// Unlock and drop one reference in one atomic operation; `true` if it was the last.
+    /// The node may be gone once it returns (a `LOCK_PARKED` it saw stays, stale: lock.rs
+    /// invariant 3).
     #[cfg(feature = "alloc")]
     #[inline]
     pub(crate) fn unlock_unref(self) -> bool {
-        let old = self.unlock_update(|v| v - REF_ONE);
+        // LOCKED is set, so subtracting it clears exactly that bit.
+        let old = self.unlock_with(|s| s.fetch_sub(LOCKED + REF_ONE, Release));
         if old & REF_MASK == REF_ONE {
             crate::loom::atomic::fence(Acquire);
             true
@@ -642,10 +646,11 @@ impl Guard<'_> {
         self.unlock_with(|s| s.fetch_and(!(LOCKED | LOCK_PARKED | flags), Release))
     }
 
-    /// Unlock and set `flags` in the same `Release` operation.
+    /// Unlock and set `flags` (known to be clear) in the same `Release` operation. The caller
+    /// keeps the node alive past the unlock (the walker, on its current node).
     #[inline]
     pub(crate) fn unlock_setting(self, flags: usize) {
-        self.unlock_update(|v| v | flags);
+        self.unlock_alive_with(|s| s.fetch_xor(LOCKED | flags, Release));
     }
 
     /// Set or clear `flags` while holding the lock.
@@ -681,6 +686,8 @@ impl Guard<'_> {
         let node = self.node();
         // SAFETY: invariant 2: we hold the lock and the bit was clear, so no reader exists.
         node.reason.with_mut(|p| unsafe { *p = Some(reason) });
-        self.unlock_update(|v| v | CANCELLED);
+        // LOCKED is set and CANCELLED clear: toggling both unlocks and cancels at once. The
+        // walker's TAKEN entry keeps the leaf alive past the unlock.
+        self.unlock_alive_with(|s| s.fetch_xor(LOCKED | CANCELLED, Release));
     }
 }

@@ -169,3 +169,14 @@ pub fn allocs_in(f: impl FnOnce()) -> usize {
     COUNTING.with(|o| o.set(false));
     COUNT.with(std::cell::Cell::get)
 }
+
+/// Leak `value` for a `'static` borrow (a timer or node a test's callbacks outlive), keeping it
+/// reachable from a static so that valgrind (`.ci/valgrind`) does not count it as a definite
+/// leak of the code under test.
+pub fn leak<T: Send + Sync + 'static>(value: T) -> &'static T {
+    static LEAKED: std::sync::Mutex<Vec<&'static (dyn std::any::Any + Send + Sync)>> =
+        std::sync::Mutex::new(Vec::new());
+    let r: &'static T = Box::leak(Box::new(value));
+    LEAKED.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    r
+}

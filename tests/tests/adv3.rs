@@ -29,7 +29,7 @@ type Slot = Arc<Mutex<Option<Pin<Box<Deadline<'static>>>>>>;
 fn a_callback_dropping_a_pinned_deadline_of_the_same_batch_does_not_hang_the_driver() {
     for pinned_first in [false, true] {
         let clock = Arc::new(ManualClock::new());
-        let timer: &'static Timer = Box::leak(Box::new(Timer::manual(clock.clone())));
+        let timer: &'static Timer = cutoff_tests::leak(Timer::manual(clock.clone()));
         let at = timer.now() + Duration::from_millis(10);
         let slot: Slot = Arc::new(Mutex::new(None));
         let make_pinned = |slot: &Slot| {
@@ -83,7 +83,7 @@ fn the_driver_thread_survives_a_same_batch_drop_and_keeps_firing() {
     use cutoff::Reason;
     use std::time::Instant;
 
-    let timer: &'static Timer = Box::leak(Box::new(Timer::new()));
+    let timer: &'static Timer = cutoff_tests::leak(Timer::new());
     let at = Instant::now() + Duration::from_millis(20);
     let slot: Slot = Arc::new(Mutex::new(None));
     let mut d = Box::pin(Deadline::with_timer(timer, None, at));

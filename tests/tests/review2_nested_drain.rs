@@ -23,7 +23,7 @@ fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 #[test]
 fn a_callback_drops_the_timer_of_an_ancestor_of_the_firing_node() {
     let clock1 = Arc::new(ManualClock::new());
-    let t1: &'static Timer = Box::leak(Box::new(Timer::manual(clock1.clone())));
+    let t1: &'static Timer = cutoff_tests::leak(Timer::manual(clock1.clone()));
     let t2 = Arc::new(Mutex::new(Some(Timer::manual(
         Arc::new(ManualClock::new()),
     ))));
@@ -51,7 +51,7 @@ type Slot = Arc<Mutex<Option<Pin<Box<Deadline<'static>>>>>>;
 fn a_drain_callback_drops_other_deadlines_and_panics() {
     let clock = Arc::new(ManualClock::new());
     let timer = Timer::manual(clock.clone());
-    let other: &'static Timer = Box::leak(Box::new(Timer::manual(clock.clone())));
+    let other: &'static Timer = cutoff_tests::leak(Timer::manual(clock.clone()));
     let slot: Slot = Arc::new(Mutex::new(None));
     let mut d = Box::pin(Deadline::with_timer(
         other,

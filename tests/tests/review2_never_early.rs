@@ -15,7 +15,7 @@ use cutoff_timer::{Deadline, Timer};
 #[test]
 fn manual_timer_two_turners_never_early() {
     let clock = Arc::new(ManualClock::new());
-    let timer: &'static Timer = Box::leak(Box::new(Timer::manual(clock.clone())));
+    let timer: &'static Timer = cutoff_tests::leak(Timer::manual(clock.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let early = Arc::new(AtomicUsize::new(0));
     let fired = Arc::new(AtomicUsize::new(0));

@@ -25,7 +25,7 @@ use cutoff_timer::clock::ManualClock;
 #[test]
 fn a_second_turn_fires_the_rest_of_a_batch_whose_first_callback_is_slow() {
     let clock = Arc::new(ManualClock::new());
-    let timer: &'static Timer = Box::leak(Box::new(Timer::manual(clock.clone())));
+    let timer: &'static Timer = cutoff_tests::leak(Timer::manual(clock.clone()));
     let at = timer.now() + Duration::from_millis(10);
     let first = Arc::new(AtomicBool::new(true));
     let (started_tx, started_rx) = mpsc::channel::<()>();

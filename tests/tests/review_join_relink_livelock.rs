@@ -67,7 +67,7 @@ impl Wake for RepollInline {
 
 #[test]
 fn a_join_waiter_that_repolls_on_wake_livelocks_the_walker() {
-    let parent: &'static CancelSource = Box::leak(Box::new(CancelSource::new()));
+    let parent: &'static CancelSource = cutoff_tests::leak(CancelSource::new());
     let child = parent.child();
     let join: SharedJoin = Arc::new(Mutex::new(Some(Box::pin(parent.join()))));
     let w = Arc::new(RepollInline {
@@ -129,7 +129,7 @@ fn a_join_waiter_repolled_by_another_thread_delays_the_walker() {
     }
     let mut worst = 0;
     for _ in 0..200 {
-        let parent: &'static CancelSource = Box::leak(Box::new(CancelSource::new()));
+        let parent: &'static CancelSource = cutoff_tests::leak(CancelSource::new());
         let child = parent.child();
         let flag = Arc::new(Flag(
             AtomicBool::new(false),

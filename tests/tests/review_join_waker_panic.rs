@@ -176,7 +176,7 @@ fn a_panicking_join_waker_in_the_walkers_free_path_leaks_the_node() {
 /// Returns whether p2 still reports a child once every handle of m is gone.
 fn any_of_case(panicking: bool) -> bool {
     // p1 is leaked so that its join future can be 'static (the callback re-polls it).
-    let p1: &'static CancelSource = Box::leak(Box::new(CancelSource::new()));
+    let p1: &'static CancelSource = cutoff_tests::leak(CancelSource::new());
     let p2 = CancelSource::new();
     let m = CancelSource::any_of([&p1.token(), &p2.token()]);
     let join: Arc<Mutex<Pin<Box<Join<'static>>>>> = Arc::new(Mutex::new(Box::pin(p1.join())));

@@ -153,11 +153,16 @@ impl<'a> Walk<'a> {
             // invariant 6); `cur` stays alive until that clear, since its owner waits for it.
             Entry::release_walked(from);
         }
+        // After the clear below an owner waiting for this walk may free `cur` (a pinned node
+        // has no reference of ours to keep it): from then on only its key is used, and `cur`
+        // only where our own reference (`WALKER_REF`) keeps it alive (Miri found a wake-up
+        // that still made a reference to a freed pinned node).
+        let key = walk_key(cur);
         let old = match g {
             Some(g) => g.unlock_clearing(MINE),
             None => cur.clear_flags_release(MINE),
         };
-        walk_ended(cur, old);
+        walk_ended(key, old);
         #[cfg_attr(not(feature = "alloc"), allow(unused_variables))]
         let st = old;
         let Some((from, up)) = incoming else {
@@ -214,8 +219,9 @@ impl<'a> Walk<'a> {
         #[cfg(not(feature = "alloc"))]
         let keep_ref = false;
         let drop_flags = DRAINED | WALK_PARKED | if keep_ref { 0 } else { WALKER_REF };
+        let key = walk_key(cur);
         let old = g.unlock_update(|v| (v & !drop_flags) | ABANDONED);
-        walk_ended(cur, old);
+        walk_ended(key, old);
         let Some((from, up)) = incoming else {
             self.done = true;
             return true;
@@ -438,10 +444,11 @@ fn walk_key(node: &Node) -> usize {
 }
 
 /// After an operation that cleared `WALKING` or set `ABANDONED` (and cleared `WALK_PARKED`),
-/// with old word `old`: wake the threads waiting for the walk (W3). Uses only the address.
-fn walk_ended(node: &Node, old: usize) {
+/// with old word `old`: wake the threads waiting for the walk (W3). Takes only the node's key
+/// (computed before that operation): the node may be gone.
+fn walk_ended(key: usize, old: usize) {
     if old & WALK_PARKED != 0 {
-        park::wake_all(walk_key(node));
+        park::wake_all(key);
     }
 }
 

@@ -1,11 +1,11 @@
 //! The one place that names `core::sync`, `std::thread`, `loom` or `shuttle`.
 //!
-//! Every atomic, cell and spin hint in the crate comes from here, so that building with
-//! `RUSTFLAGS="--cfg loom"` swaps them all for `loom`'s model-checked versions. In a normal
+//! Every atomic, cell and thread id in the crate comes from here (waits live in `park.rs`),
+//! so that building with `RUSTFLAGS="--cfg loom"` swaps them all for `loom`'s model-checked versions. In a normal
 //! build, [`model`] just runs its closure, so the loom models also run under `cargo test`.
 //!
-//! Under `RUSTFLAGS="--cfg shuttle"` the atomics, the spin hint (a yield to shuttle's
-//! scheduler) and the thread ids come from `shuttle` instead, for randomized schedule
+//! Under `RUSTFLAGS="--cfg shuttle"` the atomics and the thread ids come from `shuttle`
+//! instead (and `park.rs` yields to shuttle's scheduler), for randomized schedule
 //! exploration (`core/tests/shuttle.rs`). Shuttle runs every atomic operation as `SeqCst`, so
 //! it explores interleavings of the threads, not weak memory: orderings are loom's job. Cells
 //! stay `core`'s (shuttle does not track them). Shuttle builds need the `std` feature.
@@ -21,11 +21,6 @@ mod inner {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) mod atomic {
         pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
-    }
-    /// Back off in a spin loop. Under loom this must yield, or the model never ends.
-    #[inline]
-    pub(crate) fn relax(_spins: &mut u32) {
-        loom::thread::yield_now();
     }
     pub(crate) type ThreadId = loom::thread::ThreadId;
 
@@ -71,28 +66,6 @@ mod inner {
         pub(crate) use shuttle::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
     }
 
-    /// Back off in a spin loop. Under shuttle this must yield to its scheduler, or a spinning
-    /// thread never lets the one it waits for run.
-    #[cfg(shuttle)]
-    #[inline]
-    pub(crate) fn relax(_spins: &mut u32) {
-        shuttle::thread::yield_now();
-    }
-
-    /// Back off in a spin loop: a CPU hint at first, then (with `std`) a yield to the OS so a
-    /// preempted lock holder on a 2-core machine gets to run.
-    #[cfg(not(shuttle))]
-    #[inline]
-    pub(crate) fn relax(spins: &mut u32) {
-        *spins = spins.saturating_add(1);
-        #[cfg(feature = "std")]
-        if *spins > 64 {
-            std::thread::yield_now();
-            return;
-        }
-        core::hint::spin_loop();
-    }
-
     #[cfg(all(feature = "std", not(shuttle)))]
     pub(crate) type ThreadId = std::thread::ThreadId;
     #[cfg(all(feature = "std", not(shuttle)))]
@@ -118,18 +91,6 @@ pub(crate) type StaticAtomicPtr<T> = core::sync::atomic::AtomicPtr<T>;
 /// An `AtomicPtr` usable in a `static` (never modelled by loom).
 #[cfg(feature = "portable-atomic")]
 pub(crate) type StaticAtomicPtr<T> = portable_atomic::AtomicPtr<T>;
-
-/// Re-read an atomic in a spin loop.
-#[inline(always)]
-pub(crate) fn spin_read(a: &atomic::AtomicUsize, order: atomic::Ordering) -> usize {
-    a.load(order)
-}
-
-/// Re-read an atomic `u8` in a spin loop.
-#[inline(always)]
-pub(crate) fn spin_read_u8(a: &atomic::AtomicU8, order: atomic::Ordering) -> u8 {
-    a.load(order)
-}
 
 /// Run a loom model (under `cfg(loom)`), or just run `f` once.
 #[cfg(all(test, loom))]

@@ -120,10 +120,10 @@ mod inner {
     /// `key` must be the address of something the caller's protocol owns (for a deadline: its
     /// entry's tag), so that nothing else parks on it while the protocol uses it.
     pub(crate) fn park(key: usize, validate: impl FnOnce() -> bool) {
+        // The caller's `validate` is one atomic load and a compare; `timed_out` is a no-op,
+        // and there is no timeout anyway.
         // SAFETY: `parking_lot_core::park`'s contract: `key` is an address we control (the
-        // caller's), and `validate` / `timed_out` do not panic or call into the parking lot
-        // (the caller's `validate` is one atomic load and a compare; `timed_out` is a no-op,
-        // and there is no timeout anyway).
+        // caller's); `validate` and `timed_out` neither panic nor call into the parking lot.
         unsafe {
             parking_lot_core::park(
                 key,
